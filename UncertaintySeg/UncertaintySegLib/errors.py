@@ -1,0 +1,9 @@
+"""Errors meant for people: what was expected, what was found, what to do."""
+
+
+class InputError(ValueError):
+    """Bad input from the user (file, image, model, option). The CLI exits with code 2."""
+
+
+class ModelError(InputError):
+    """A model file or model spec that cannot be used."""

@@ -1,0 +1,217 @@
+"""Model specs (`model.json`) and loaders: bundled name, TorchScript, MONAI network + state_dict.
+
+A spec says what the network expects and returns, so that inference needs nothing else:
+
+    {"name": "hippocampus", "class_names": ["background", "anterior", "posterior"],
+     "input_channels": 1, "spatial_dims": 3, "roi_size": [48, 64, 48],
+     "normalization": {"kind": "zscore"}, "output": "logits", "activation": "softmax",
+     "format": "monai_network", "network": {"name": "UNet", "args": {...}}, "weights": "model.pt"}
+
+`format` is "monai_network" (MONAI class by name + a state_dict, loaded with
+`weights_only=True`) or "torchscript" (`weights` is a TorchScript file). MONAI bundle
+folders are read by `bundle.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ModelError
+
+BUNDLED_MODELS_DIR = Path(__file__).resolve().parents[1] / "Resources" / "Models"
+NORMALIZATION_KINDS = ("zscore", "range", "none")
+FORMATS = ("monai_network", "torchscript")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a segmentation network expects and returns."""
+
+    name: str
+    class_names: tuple[str, ...]
+    input_channels: int = 1
+    spatial_dims: int = 3
+    roi_size: tuple[int, ...] = (96, 96, 96)
+    normalization: dict = field(default_factory=lambda: {"kind": "zscore"})
+    output: str = "logits"  # or "probabilities"
+    activation: str = "softmax"  # or "sigmoid" (one foreground channel)
+    format: str = "monai_network"
+    network: dict | None = None  # {"name": MONAI class, "args": {...}} for monai_network
+    weights: str = "model.pt"  # relative to the spec's folder
+    description: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def output_channels(self) -> int:
+        """Channels the network returns: one per class, or one foreground channel for sigmoid."""
+        return 1 if self.activation == "sigmoid" else self.num_classes
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name, "description": self.description, "class_names": list(self.class_names),
+            "input_channels": self.input_channels, "spatial_dims": self.spatial_dims,
+            "roi_size": list(self.roi_size), "normalization": dict(self.normalization),
+            "output": self.output, "activation": self.activation, "format": self.format,
+            "network": self.network, "weights": self.weights,
+        }
+
+
+def spec_from_json(data: dict, source: str = "model.json") -> ModelSpec:
+    """Validate a parsed `model.json`; every problem is reported with what to fix."""
+    def fail(message: str):
+        raise ModelError(f"{source}: {message}")
+
+    if not isinstance(data, dict):
+        fail(f"expected a JSON object, found {type(data).__name__}")
+    for key in ("name", "class_names"):
+        if key not in data:
+            fail(f"missing required field '{key}'")
+    known = set(ModelSpec.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        fail(f"unknown field(s) {unknown}; expected only {sorted(known)}")
+    spec = ModelSpec(**{**data, "class_names": tuple(data["class_names"]),
+                        "roi_size": tuple(data.get("roi_size", ModelSpec.roi_size))})
+    if len(spec.class_names) < 2:
+        fail(f"'class_names' must list at least 2 classes including background, found {list(spec.class_names)}")
+    if spec.output not in ("logits", "probabilities"):
+        fail(f"'output' must be 'logits' or 'probabilities', found '{spec.output}'")
+    if spec.activation not in ("softmax", "sigmoid"):
+        fail(f"'activation' must be 'softmax' or 'sigmoid', found '{spec.activation}'")
+    if spec.activation == "sigmoid" and spec.num_classes != 2:
+        fail("'sigmoid' is supported for one foreground channel: 'class_names' must be [background, foreground]")
+    if spec.spatial_dims != 3 or len(spec.roi_size) != 3 or min(spec.roi_size) < 1:
+        fail(f"expected a 3-D model with a 3-value 'roi_size', found spatial_dims={spec.spatial_dims}, roi_size={list(spec.roi_size)}")
+    if spec.normalization.get("kind") not in NORMALIZATION_KINDS:
+        fail(f"'normalization.kind' must be one of {NORMALIZATION_KINDS}, found {spec.normalization.get('kind')!r}")
+    if spec.format not in FORMATS:
+        fail(f"'format' must be one of {FORMATS}, found '{spec.format}'")
+    if spec.format == "monai_network" and not (isinstance(spec.network, dict) and "name" in spec.network):
+        fail("format 'monai_network' needs 'network': {\"name\": <MONAI network class>, \"args\": {...}}")
+    return spec
+
+
+def read_spec(path: Path) -> ModelSpec:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelError(f"cannot read model spec '{path}': {error}. Expected a JSON file (see model.json in the README).") from None
+    return spec_from_json(data, source=str(path))
+
+
+@dataclass
+class LoadedModel:
+    """A network in eval mode: `(B, input_channels, *spatial) -> (B, output_channels, *spatial)`."""
+
+    spec: ModelSpec
+    network: object  # torch.nn.Module or torch.jit.ScriptModule
+    source: Path
+
+
+def bundled_model_names() -> list[str]:
+    if not BUNDLED_MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED_MODELS_DIR.iterdir() if (p / "model.json").is_file())
+
+
+def load_model(model: str | Path) -> LoadedModel:
+    """Load a bundled model by name, a folder with `model.json`, a `model.json` file, a MONAI
+    bundle folder, or a TorchScript file with a `model.json` beside it."""
+    path = Path(model)
+    if not path.exists():
+        if path.name == str(model) and model in bundled_model_names():
+            path = BUNDLED_MODELS_DIR / str(model)
+        else:
+            names = ", ".join(bundled_model_names()) or "none installed"
+            raise ModelError(
+                f"model '{model}' not found: expected a bundled model name ({names}), a folder with model.json, "
+                "a model.json file, a MONAI bundle folder, or a TorchScript file."
+            )
+    if path.is_dir() and (path / "configs").is_dir() and not (path / "model.json").exists():
+        from .bundle import load_bundle
+
+        return load_bundle(path)
+    if path.is_dir():
+        spec_path = path / "model.json"
+    elif path.suffix == ".json":
+        spec_path = path
+    else:
+        spec_path = path.parent / "model.json"
+        if not spec_path.exists():
+            raise ModelError(
+                f"'{path}' has no model.json beside it: a TorchScript file needs a spec that names its classes, "
+                "input channels, ROI size and normalization. Write one (see the README) next to the file."
+            )
+    if not spec_path.exists():
+        raise ModelError(f"folder '{path}' has no model.json: expected a model folder or a MONAI bundle (configs/inference.json).")
+    spec = read_spec(spec_path)
+    weights = path if path.is_file() and path.suffix != ".json" else spec_path.parent / spec.weights
+    if spec.format == "torchscript" or (path.is_file() and path.suffix != ".json"):
+        network = load_torchscript(weights)
+    else:
+        network = build_monai_network(spec.network, spec_path)
+        load_state_dict_into(network, weights)
+    network.eval()
+    return LoadedModel(spec=spec, network=network, source=weights)
+
+
+def load_torchscript(path: Path):
+    import torch
+
+    if not Path(path).is_file():
+        raise ModelError(f"model weights not found: '{path}'. Check 'weights' in model.json.")
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except (RuntimeError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "unknown reason"
+        raise ModelError(f"'{path}' is not a TorchScript model ({first}). Export one with torch.jit.script/trace and save it.") from None
+
+
+def build_monai_network(network: dict, source: Path):
+    """Instantiate `monai.networks.nets.<name>(**args)`."""
+    from monai.networks import nets
+
+    name, args = network["name"], network.get("args", {})
+    cls = getattr(nets, name, None)
+    if cls is None:
+        raise ModelError(f"{source}: MONAI has no network '{name}'. Use a class name from monai.networks.nets, e.g. 'UNet'.")
+    try:
+        return cls(**args)
+    except (TypeError, ValueError, AssertionError) as error:
+        raise ModelError(f"{source}: cannot build MONAI {name}(**{args}): {error}") from None
+
+
+def load_state_dict_into(network, path: Path) -> None:
+    """Load weights with `weights_only=True` (never unpickles objects); unwraps {"model": ...} / {"state_dict": ...}."""
+    import torch
+
+    if not Path(path).is_file():
+        raise ModelError(f"model weights not found: '{path}'. Check 'weights' in model.json.")
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError... for foreign files
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(f"'{path}' is not a PyTorch state_dict that loads with weights_only=True ({first}).") from None
+    if isinstance(state, dict):
+        for key in ("state_dict", "model", "network"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"'{path}' does not hold a state_dict (a mapping of parameter names to tensors).")
+    try:
+        result = network.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # tensor shape mismatch
+        first = str(error).strip().splitlines()[-1].strip()
+        raise ModelError(f"weights in '{path}' do not fit the network {type(network).__name__}: {first}. Check 'network' in model.json.") from None
+    if result.missing_keys or result.unexpected_keys:
+        raise ModelError(
+            f"weights in '{path}' do not fit the network {type(network).__name__}: "
+            f"missing {list(result.missing_keys)[:5]}, unexpected {list(result.unexpected_keys)[:5]}. "
+            "Check 'network' in model.json."
+        )

@@ -1,0 +1,87 @@
+"""One run, as a straight line of pure steps: volume -> logits -> probabilities -> maps.
+
+Only arrays and plain settings go in and out; files are `outputs.py`'s business and MRML
+nodes the Slicer layer's. Peak memory is a few `(C, I, J, K)` float32 arrays, so it grows
+linearly with the voxel count.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError
+from .inference import check_image, predict_logits, probabilities_from_logits
+from .io import Geometry, Volume
+from .models import LoadedModel
+from .progress import Progress
+from .uncertainty import label_map, predictive_entropy
+
+
+@dataclass
+class Prediction:
+    """Per-class probabilities `(C, I, J, K)`, entropy `(I, J, K)` in nats, labels `(I, J, K)` uint8."""
+
+    probabilities: np.ndarray
+    entropy: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    geometry: Geometry
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def probability_volume(self) -> Volume:
+        return Volume(self.probabilities, self.geometry)
+
+    @property
+    def entropy_volume(self) -> Volume:
+        return Volume(self.entropy, self.geometry)
+
+    @property
+    def label_volume(self) -> Volume:
+        return Volume(self.labels, self.geometry)
+
+
+def predict_volume(volume: Volume, model: LoadedModel, device: str = "auto", progress: Progress | None = None) -> Prediction:
+    """Run `model` on `volume` and derive probabilities, entropy and labels on the input's grid."""
+    progress = progress or Progress("none")
+    image = check_image(volume, model.spec)
+    progress("inference", 0.1)
+    started = time.perf_counter()
+    logits = predict_logits(model, image, device=device)
+    inference_seconds = time.perf_counter() - started
+    probabilities = probabilities_from_logits(logits, model.spec.activation)
+    del logits
+    prediction = summarize(probabilities, model.spec.class_names, volume.geometry, progress)
+    prediction.timings["inference_s"] = round(inference_seconds, 4)
+    return prediction
+
+
+def summarize(probabilities, class_names, geometry: Geometry, progress: Progress | None = None) -> Prediction:
+    """Probabilities `(C, I, J, K)` tensor -> `Prediction` with entropy and label maps."""
+    progress = progress or Progress("none")
+    progress("uncertainty maps", 0.8)
+    started = time.perf_counter()
+    entropy = predictive_entropy(probabilities).numpy()
+    labels = label_map(probabilities).numpy()
+    return Prediction(
+        probabilities=probabilities.numpy(), entropy=entropy, labels=labels, class_names=tuple(class_names),
+        geometry=geometry, timings={"maps_s": round(time.perf_counter() - started, 4)},
+    )
+
+
+def check_probabilities(probabilities: np.ndarray, source: str, tolerance: float = 1e-2) -> None:
+    """Probabilities `(C, I, J, K)` must be finite, in [0, 1] and sum to 1 over classes."""
+    if probabilities.ndim != 4 or probabilities.shape[0] < 2:
+        raise InputError(f"'{source}' has shape {probabilities.shape}: expected per-class probabilities (C >= 2, I, J, K).")
+    if not np.all(np.isfinite(probabilities)):
+        raise InputError(f"'{source}' holds NaN or infinite probabilities: expected values in [0, 1].")
+    low, high = float(probabilities.min()), float(probabilities.max())
+    if low < -tolerance or high > 1 + tolerance:
+        raise InputError(f"'{source}' holds values in [{low:.3g}, {high:.3g}]: expected probabilities in [0, 1] (logits need a softmax first).")
+    sums = probabilities.sum(axis=0, dtype=np.float64)
+    worst = float(np.abs(sums - 1).max())
+    if worst > tolerance:
+        raise InputError(f"'{source}': class probabilities sum to between {sums.min():.3g} and {sums.max():.3g} at some voxels: expected 1 (within {tolerance}).")

@@ -1,0 +1,16 @@
+"""Subject-hierarchy folders: one per run, holding its output nodes."""
+
+
+def createFolder(scene, name):
+    shNode = scene.GetSubjectHierarchyNode()
+    return shNode.CreateFolderItem(shNode.GetSceneItemID(), scene.GenerateUniqueName(name))
+
+
+def placeInFolder(folderItemID, node):
+    """Move `node` under the folder (creating its item where the Slicer app has not)."""
+    shNode = node.GetScene().GetSubjectHierarchyNode()
+    itemID = shNode.GetItemByDataNode(node)
+    if itemID:
+        shNode.SetItemParent(itemID, folderItemID)
+    else:
+        shNode.CreateItem(folderItemID, node)

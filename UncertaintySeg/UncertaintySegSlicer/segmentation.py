@@ -1,0 +1,28 @@
+"""A segmentation node from a label map, with the model's class names and colours."""
+
+import slicer
+
+from UncertaintySegSlicer.colors import classColor
+from UncertaintySegSlicer.volumes import addVolumeNode
+
+
+def addSegmentationFromLabels(scene, labels, geometry, classNames, name, referenceVolumeNode):
+    """Segments for classes 1..C-1 of an (I, J, K) label map; classes absent from the map get no segment."""
+    labelmapNode = addVolumeNode(scene, labels, geometry, name + " labels", "vtkMRMLLabelMapVolumeNode")
+    colorTable = scene.AddNewNodeByClass("vtkMRMLColorTableNode", name + " classes")
+    colorTable.SetTypeToUser()
+    colorTable.SetNumberOfColors(len(classNames))
+    colorTable.SetColor(0, classNames[0], 0.0, 0.0, 0.0, 0.0)
+    for index, className in enumerate(classNames[1:], start=1):
+        colorTable.SetColor(index, className, *classColor(index), 1.0)
+    labelmapNode.GetDisplayNode().SetAndObserveColorNodeID(colorTable.GetID())
+    segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
+    segmentationNode.CreateDefaultDisplayNodes()
+    segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
+    try:
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmapNode, segmentationNode):
+            raise RuntimeError("Slicer could not import the label map into a segmentation")
+    finally:
+        scene.RemoveNode(labelmapNode)
+        scene.RemoveNode(colorTable)
+    return segmentationNode
