@@ -15,6 +15,7 @@ folders are read by `bundle.py`.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,7 +167,9 @@ def load_torchscript(path: Path):
     if not Path(path).is_file():
         raise ModelError(f"model weights not found: '{path}'. Check 'weights' in model.json.")
     try:
-        return torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.13 but is what Slicer users export
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else "unknown reason"
         raise ModelError(f"'{path}' is not a TorchScript model ({first}). Export one with torch.jit.script/trace and save it.") from None
