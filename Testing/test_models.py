@@ -80,7 +80,8 @@ def test_file_that_is_not_a_model(small_model_dir, tmp_path):
     with pytest.raises(ModelError, match="not a PyTorch state_dict"):
         load_model(folder)
     (tmp_path / "net.ts").write_bytes(b"\x00garbage")
-    (tmp_path / "model.json").write_text((small_model_dir / "model.json").read_text())
+    spec = json.loads((small_model_dir / "model.json").read_text())
+    (tmp_path / "model.json").write_text(json.dumps({**spec, "format": "torchscript", "weights": "net.ts"}))
     with pytest.raises(ModelError, match="not a TorchScript model"):
         load_model(tmp_path / "net.ts")
 

@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=60)
     train.add_argument("--patience", type=int, default=15, help="stop after this many epochs without a better validation Dice")
     train.add_argument("--name", default="hippocampus", help="model name written into model.json")
+    train.add_argument("--max-cases", type=int, help="use only the first N cases of the train split (quick experiments)")
     train.add_argument("--data-root", type=Path)
     train.add_argument("--download", action="store_true")
     _add_common(train)
@@ -123,7 +124,8 @@ def run_train(args, progress) -> None:
     from .data import resolve_data_root
     from .train import TrainSettings, train
 
-    settings = TrainSettings(loss=args.loss, seed=args.seed, epochs=args.epochs, patience=args.patience, name=args.name)
+    settings = TrainSettings(loss=args.loss, seed=args.seed, epochs=args.epochs, patience=args.patience, name=args.name,
+                             max_cases=args.max_cases)
     summary = train(resolve_data_root(args.data_root, args.download), args.out, settings, args.overwrite, progress)
     if args.progress != "json":
         print(json.dumps(summary, indent=2, default=list))

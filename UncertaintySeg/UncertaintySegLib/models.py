@@ -122,7 +122,7 @@ def bundled_model_names() -> list[str]:
 
 def load_model(model: str | Path) -> LoadedModel:
     """Load a bundled model by name, a folder with `model.json`, a `model.json` file, a MONAI
-    bundle folder, or a TorchScript file with a `model.json` beside it."""
+    bundle folder, or a weights file (TorchScript or state_dict) with a `model.json` beside it."""
     path = Path(model)
     if not path.exists():
         if path.name == str(model) and model in bundled_model_names():
@@ -152,7 +152,7 @@ def load_model(model: str | Path) -> LoadedModel:
         raise ModelError(f"folder '{path}' has no model.json: expected a model folder or a MONAI bundle (configs/inference.json).")
     spec = read_spec(spec_path)
     weights = path if path.is_file() and path.suffix != ".json" else spec_path.parent / spec.weights
-    if spec.format == "torchscript" or (path.is_file() and path.suffix != ".json"):
+    if spec.format == "torchscript":
         network = load_torchscript(weights)
     else:
         network = build_monai_network(spec.network, spec_path)

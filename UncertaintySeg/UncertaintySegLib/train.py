@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import load_split
+from .data import Case, load_split
 from .errors import InputError
 from .inference import normalize_intensity
 from .io import atomic_output_folder, read_volume
@@ -43,6 +43,7 @@ class TrainSettings:
     channels: tuple[int, ...] = (16, 32, 64, 128)
     dropout: float = 0.1
     name: str = "hippocampus"
+    max_cases: int | None = None  # train on the split's first N cases only (quick experiments, tests)
 
 
 def network_config(settings: TrainSettings) -> dict:
@@ -62,17 +63,17 @@ def model_spec(settings: TrainSettings) -> ModelSpec:
     )
 
 
-def load_cases(data_root: Path, split: str, normalization: dict) -> list[tuple[np.ndarray, np.ndarray]]:
-    """[(image (I, J, K) float32 normalised, label (I, J, K) int64)] for every case of the split."""
+def load_cases(cases: list[Case], normalization: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(image (I, J, K) float32 normalised, label (I, J, K) int64)] for each case."""
     import torch
 
-    cases = []
-    for case in load_split(data_root, split):
+    loaded = []
+    for case in cases:
         image = read_volume(case.image).array.astype(np.float32)
         label = read_volume(case.label).array.astype(np.int64)
         image = normalize_intensity(torch.from_numpy(image)[None], normalization)[0].numpy()
-        cases.append((image, label))
-    return cases
+        loaded.append((image, label))
+    return loaded
 
 
 def place_in_roi(image: np.ndarray, label: np.ndarray, roi: tuple[int, ...], rng: np.random.Generator | None):
@@ -121,7 +122,7 @@ def train(data_root: Path, out: Path, settings: TrainSettings, overwrite: bool =
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     spec = model_spec(settings)
-    cases = load_cases(data_root, "train", spec.normalization)
+    cases = load_cases(load_split(data_root, "train")[:settings.max_cases], spec.normalization)
     order = rng.permutation(len(cases))
     n_val = max(1, int(round(settings.validation_fraction * len(cases))))
     validation = [cases[i] for i in order[:n_val]]

@@ -1,0 +1,60 @@
+"""Regenerate the README pictures in Resources/Screenshots from the default model and real data.
+
+    .venv/bin/python scripts/make_screenshots.py
+
+- demo-overlay.png: `uncertaintyseg demo`'s slice figure on the first test-split case;
+- slice-entropy-overlay.png: what a Slicer slice view shows after the Logic runs, rendered
+  headless from a real `slicer-core` MRML scene (the same set-up as the tests).
+"""
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPOSITORY / "Resources" / "Screenshots"
+sys.path[:0] = [str(REPOSITORY / "UncertaintySeg"), str(REPOSITORY / "Testing")]
+
+
+def demo_overlay(workspace: Path) -> None:
+    from UncertaintySegLib.demo import run_demo
+
+    run_demo(workspace / "demo", device="cpu")
+    shutil.copy(workspace / "demo" / "overlay.png", SCREENSHOTS / "demo-overlay.png")
+
+
+def slice_view(workspace: Path) -> None:
+    import numpy as np
+    import vtk
+    from slicer_scene import addSliceView, createScene, renderSlice
+
+    from UncertaintySegLib.data import load_split, resolve_data_root
+    from UncertaintySegLib.io import read_volume
+    from UncertaintySegSlicer.logic import UncertaintySegLogicBase
+    from UncertaintySegSlicer.volumes import addVolumeNode, volumeFromNode
+
+    scene, appLogic = createScene(workspace / "slicer-home")
+    sliceLogic = addSliceView(appLogic, size=(400, 400))
+    volume = read_volume(load_split(resolve_data_root(), "test")[0].image)
+    inputNode = addVolumeNode(scene, volume.array, volume.geometry, "hippocampus_011")
+    result = UncertaintySegLogicBase().run(inputNode, model="hippocampus", device="cpu", overlayOpacity=0.7)
+    sliceLogic.FitSliceToAll()
+    matrix = vtk.vtkMatrix4x4()
+    inputNode.GetIJKToRASMatrix(matrix)
+    entropy = volumeFromNode(result.entropyNode).array
+    i, j, k = np.unravel_index(entropy.argmax(), entropy.shape)  # the slice through the most unsure voxel
+    sliceLogic.SetSliceOffset(matrix.MultiplyPoint([float(i), float(j), float(k), 1.0])[2])
+    _, image = renderSlice(sliceLogic)
+    writer = vtk.vtkPNGWriter()
+    writer.SetFileName(str(SCREENSHOTS / "slice-entropy-overlay.png"))
+    writer.SetInputData(image)
+    writer.Write()
+
+
+if __name__ == "__main__":
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as workspace:
+        demo_overlay(Path(workspace))
+        slice_view(Path(workspace))
+    print(f"written: {sorted(p.name for p in SCREENSHOTS.iterdir())}")
