@@ -131,3 +131,12 @@ def test_predict_default_model_on_a_real_case(test_case, tmp_path):
     reference = read_volume(label_path).array
     overlap = 2 * np.logical_and(labels.array > 0, reference > 0).sum() / ((labels.array > 0).sum() + (reference > 0).sum())
     assert overlap > 0.8
+
+
+def test_existing_output_folder_is_refused_before_any_long_work(tmp_path, capsys):
+    import time
+
+    (tmp_path / "out").mkdir()
+    started = time.perf_counter()
+    assert main(["train", "--epochs", "50", "--out", str(tmp_path / "out"), "--progress", "none"]) == 2
+    assert time.perf_counter() - started < 5 and "already exists" in capsys.readouterr().err

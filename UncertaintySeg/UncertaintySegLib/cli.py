@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 
 from .errors import InputError
+from .io import require_new_output_folder
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     progress = Progress(args.progress)
     try:
+        require_new_output_folder(args.out, args.overwrite)  # before long work, not only when writing
         {"predict": run_predict, "demo": run_demo, "train": run_train}[args.command](args, progress)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)

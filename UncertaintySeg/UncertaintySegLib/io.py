@@ -143,6 +143,12 @@ def write_volume(path: str | os.PathLike, volume: Volume, overwrite: bool = Fals
     return path
 
 
+def require_new_output_folder(folder: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse an existing output folder unless `overwrite`: call it before long work, not only at the end."""
+    if Path(folder).exists() and not overwrite:
+        raise InputError(f"output folder '{folder}' already exists; choose another folder or pass --overwrite.")
+
+
 @contextlib.contextmanager
 def atomic_output_folder(folder: str | os.PathLike, overwrite: bool = False):
     """Yield a temporary folder that becomes `folder` only if the block succeeds.
@@ -150,8 +156,7 @@ def atomic_output_folder(folder: str | os.PathLike, overwrite: bool = False):
     An existing `folder` is refused unless `overwrite`, and is replaced only at the end.
     """
     folder = Path(folder)
-    if folder.exists() and not overwrite:
-        raise InputError(f"output folder '{folder}' already exists; choose another folder or pass --overwrite.")
+    require_new_output_folder(folder, overwrite)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
