@@ -116,3 +116,14 @@ def test_output_folder_is_whole_or_absent(tmp_path):
     with atomic_output_folder(tmp_path / "out", overwrite=True) as staging:
         (staging / "b.txt").write_text("second")
     assert os.listdir(tmp_path) == ["out"] and os.listdir(tmp_path / "out") == ["b.txt"]
+
+
+def test_outputs_get_the_usual_permissions(tmp_path, oblique_volume):
+    mask = os.umask(0o022)
+    try:
+        with atomic_output_folder(tmp_path / "out") as staging:
+            write_volume(staging / "v.nrrd", oblique_volume)
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "out" / "v.nrrd").stat().st_mode & 0o777 == 0o644

@@ -136,11 +136,18 @@ def write_volume(path: str | os.PathLike, volume: Volume, overwrite: bool = Fals
     os.close(handle)
     try:
         sitk.WriteImage(image, temporary, useCompression=True)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def require_new_output_folder(folder: str | os.PathLike, overwrite: bool = False) -> None:
@@ -159,6 +166,7 @@ def atomic_output_folder(folder: str | os.PathLike, overwrite: bool = False):
     require_new_output_folder(folder, overwrite)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         yield staging
         if folder.exists():
