@@ -8,7 +8,6 @@ Slicer's own IDs. Slice views render to RGBA through `vtkMRMLSliceLogic`, withou
 
 from pathlib import Path
 
-import numpy as np
 
 
 def writeColorFiles(homeDirectory: Path, shareSubdirectory="share"):

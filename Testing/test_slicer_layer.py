@@ -8,7 +8,7 @@ from slicer_scene import addSliceView, rasToSlicePixel, renderSlice
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
 
-from UncertaintySegLib.io import Geometry, Volume, read_volume  # noqa: E402
+from UncertaintySegLib.io import Geometry, read_volume  # noqa: E402
 from UncertaintySegSlicer.colors import INFERNO, VIRIDIS  # noqa: E402
 from UncertaintySegSlicer.logic import UncertaintySegLogicBase  # noqa: E402
 from UncertaintySegSlicer.volumes import addVolumeNode, ijkToRASFromGeometry, volumeFromNode  # noqa: E402
