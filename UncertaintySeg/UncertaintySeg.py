@@ -52,7 +52,7 @@ class UncertaintySeg(ScriptedLoadableModule):
 @parameterNodeWrapper
 class UncertaintySegParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
-    model: Annotated[str, Choice(bundled_model_names() or ["hippocampus"])] = "hippocampus"
+    model: Annotated[str, Choice(bundled_model_names())] = "hippocampus"
     device: Annotated[str, Choice(DEVICES)] = "auto"
     overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
 
