@@ -1,4 +1,4 @@
-"""`uncertaintyseg predict|demo|train`: the command line, for people and for the Slicer panel.
+"""`uncertaintyseg predict|evaluate|demo|train`: the command line, for people and for the Slicer panel.
 
 Exit codes: 0 ok, 2 bad input (one line on stderr saying what to fix), 1 failure.
 `--progress json` prints one JSON object per line on stdout: {"stage": ..., "fraction": ...}.
@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 
 from .errors import InputError
+from .evaluate import add_evaluate_parser, run_evaluate
 from .io import require_new_output_folder
 
 
@@ -37,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--nnunet-axes", choices=("zyx", "xyz"), default="zyx", help="axis order of an nnU-Net .npz (default: zyx, nnU-Net's own)")
     predict.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     _add_common(predict)
+
+    add_evaluate_parser(commands)
 
     demo = commands.add_parser("demo", help="run the default model on a test-split hippocampus case")
     demo.add_argument("--model", default="hippocampus", help="bundled model name or path (default: hippocampus)")
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress(args.progress)
     try:
         require_new_output_folder(args.out, args.overwrite)  # before long work, not only when writing
-        {"predict": run_predict, "demo": run_demo, "train": run_train}[args.command](args, progress)
+        {"predict": run_predict, "evaluate": run_evaluate, "demo": run_demo, "train": run_train}[args.command](args, progress)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
