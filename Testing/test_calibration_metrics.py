@@ -115,15 +115,24 @@ def test_equal_mass_bins_hold_equal_counts():
     assert 0 <= summary.ece <= 1
 
 
-def test_torch_kernel_agrees_with_the_numba_kernel():
-    probabilities, labels = softmax_case(voxels=3000, seed=5)
-    mask = np.random.default_rng(5).random(3000) < 0.7
+@pytest.mark.parametrize("voxels", [3000, 300_001])  # one block; several blocks of uneven size (one per thread)
+def test_torch_kernel_agrees_with_the_numba_kernel(voxels):
+    probabilities, labels = softmax_case(voxels=voxels, seed=5)
+    mask = np.random.default_rng(5).random(voxels) < 0.7
     for variant in ("class_wise", "top_label", "foreground"):
         ours, _ = accumulate_numpy(probabilities, labels, mask, variant, 20)
         peer, _ = accumulate_torch(torch.from_numpy(probabilities), torch.from_numpy(labels), torch.from_numpy(mask), variant, 20)
         np.testing.assert_array_equal(ours.counts, peer.counts)
         np.testing.assert_array_equal(ours.hits, peer.hits)
         np.testing.assert_allclose(ours.confidence_sums, peer.confidence_sums, rtol=1e-12)
+
+
+def test_faults_in_any_block_are_counted():
+    probabilities, labels = softmax_case(voxels=300_001, seed=7)
+    labels[[5, 299_999]] = 7
+    probabilities[:, 200_000] = np.nan
+    _, faults = accumulate_numpy(probabilities, labels, None, "class_wise", 20)
+    assert faults.bad_labels == 2 and faults.out_of_range == 1
 
 
 def test_torch_tensors_and_masks_are_accepted():

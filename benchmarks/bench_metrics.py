@@ -4,7 +4,7 @@ Input: 3-class float32 probabilities `(3, N)` (softmax of N(0, 4^2) logits: a sp
 confidences, as in a segmentation's uncertain band) and uint8 labels, N = 10^6, 10^7, 10^8.
 Measured in one run on the same arrays, best of `--repeat` runs each:
 
-- ours, class-wise and top-label (`CalibrationHistogram(...).update`; Numba, single thread);
+- ours, class-wise and top-label (`CalibrationHistogram(...).update`; Numba, one block of voxels per thread);
 - MONAI 1.6 `calibration_binning` (class-wise; its one-hot float32 reference is built outside the timing);
 - torchmetrics `multiclass_calibration_error` (top-label, norm="l1");
 - the floor: one `sum()` over the probability array (reading it once).

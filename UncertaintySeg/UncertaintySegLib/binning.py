@@ -12,7 +12,8 @@ Variants (what is binned, per voxel):
 
 NumPy (and CPU torch) inputs go through a fused Numba kernel that also checks the input
 (NaN, values outside [0, 1], sums not 1, labels out of range) on the way, so a call reads
-each voxel once and allocates nothing of the voxels' size. CUDA tensors are binned on their
+each voxel once and allocates nothing of the voxels' size. Large inputs are split into one
+block of voxels per thread (Numba's thread count), each binned into its own sums. CUDA tensors are binned on their
 device with torch, in chunks, and only the `(rows, B)` sums come back.
 """
 
@@ -29,6 +30,7 @@ CHUNK_VOXELS = 4096
 LANES = 4
 VECTORIZABLE = {"reassoc", "nsz", "contract", "arcp"}  # fast-math without assuming no NaN
 TORCH_CHUNK_VOXELS = 1 << 22
+MIN_VOXELS_PER_THREAD = 1 << 16  # below this, one thread: starting threads costs more than it saves
 
 
 @dataclass
@@ -173,23 +175,22 @@ def _foreground_keys(probabilities, labels, start, stop, bins, values, keys):
 
 
 @numba.njit(cache=True, nogil=True)
-def _accumulate(probabilities, labels, mask, use_mask, variant, bins, pair_counts, confidence_sums):
-    """Bin voxels of `probabilities (C, N)`, `labels (N,)` inside `mask (N,)`, chunk by chunk.
+def _accumulate(probabilities, labels, mask, use_mask, variant, bins, pair_counts, confidence_sums, first, last):
+    """Bin voxels `first:last` of `probabilities (C, N)`, `labels (N,)` inside `mask (N,)`, chunk by chunk.
 
     `variant`: 0 class-wise, 1 top-label, 2 foreground. `pair_counts (rows, LANES, 2B + 2)` counts
     misses at `2b` and hits at `2b + 1`; `confidence_sums (rows, LANES, B + 1)`; the last bin of
     each takes voxels outside the mask. A chunk with a fault is checked but not binned.
     Returns (out of range, bad labels, worst |sum - 1|).
     """
-    num_classes, voxels = probabilities.shape
     rows = pair_counts.shape[0]
     values = np.empty(CHUNK_VOXELS, np.float64)
     keys = np.empty(CHUNK_VOXELS, np.int64)
     out_of_range = 0
     bad_labels = 0
     worst_sum_error = 0.0
-    for start in range(0, voxels, CHUNK_VOXELS):
-        stop = min(voxels, start + CHUNK_VOXELS)
+    for start in range(first, last, CHUNK_VOXELS):
+        stop = min(last, start + CHUNK_VOXELS)
         chunk_out_of_range, chunk_bad_labels, chunk_worst = _check_chunk(probabilities, labels, mask, use_mask, start, stop, values)
         out_of_range += chunk_out_of_range
         bad_labels += chunk_bad_labels
@@ -211,19 +212,40 @@ def _accumulate(probabilities, labels, mask, use_mask, variant, bins, pair_count
     return out_of_range, bad_labels, worst_sum_error
 
 
+@numba.njit(cache=True, parallel=True)
+def _accumulate_in_parallel(probabilities, labels, mask, use_mask, variant, bins, pair_counts, confidence_sums, faults):
+    """`_accumulate` over `T` contiguous blocks of voxels, one per thread, each into its own sums.
+
+    `pair_counts (T, rows, LANES, 2B + 2)`, `confidence_sums (T, rows, LANES, B + 1)`, `faults (T, 3)`.
+    """
+    blocks = pair_counts.shape[0]
+    voxels = labels.shape[0]
+    per_block = (voxels + blocks - 1) // blocks
+    for block in numba.prange(blocks):
+        first = min(voxels, block * per_block)
+        last = min(voxels, first + per_block)
+        out_of_range, bad_labels, worst = _accumulate(probabilities, labels, mask, use_mask, variant, bins,
+                                                      pair_counts[block], confidence_sums[block], first, last)
+        faults[block, 0] = out_of_range
+        faults[block, 1] = bad_labels
+        faults[block, 2] = worst
+
+
 def accumulate_numpy(probabilities: np.ndarray, labels: np.ndarray, mask: np.ndarray | None, variant: str,
                      bins: int) -> tuple[BinSums, InputFaults]:
     """Bin `probabilities (C, N)` float32/64 against integer `labels (N,)` where `mask (N,)` is true, in one pass."""
     rows = rows_for(variant, probabilities.shape[0])
-    pair_counts = np.zeros((rows, LANES, 2 * bins + 2), np.int64)
-    confidence_sums = np.zeros((rows, LANES, bins + 1), np.float64)
+    blocks = max(1, min(numba.get_num_threads(), labels.shape[0] // MIN_VOXELS_PER_THREAD))
+    pair_counts = np.zeros((blocks, rows, LANES, 2 * bins + 2), np.int64)
+    confidence_sums = np.zeros((blocks, rows, LANES, bins + 1), np.float64)
+    faults = np.zeros((blocks, 3), np.float64)
     use_mask = mask is not None
     mask_array = mask if use_mask else np.ones(1, dtype=bool)
-    faults = _accumulate(probabilities, labels, mask_array, use_mask, VARIANTS.index(variant), bins, pair_counts,
-                         confidence_sums)
-    pairs = pair_counts.sum(axis=1)[:, :2 * bins].reshape(rows, bins, 2)
-    sums = BinSums(pairs.sum(axis=2), confidence_sums.sum(axis=1)[:, :bins], np.ascontiguousarray(pairs[..., 1]))
-    return sums, InputFaults(*faults)
+    _accumulate_in_parallel(probabilities, labels, mask_array, use_mask, VARIANTS.index(variant), bins, pair_counts,
+                            confidence_sums, faults)
+    pairs = pair_counts.sum(axis=(0, 2))[:, :2 * bins].reshape(rows, bins, 2)
+    sums = BinSums(pairs.sum(axis=2), confidence_sums.sum(axis=(0, 2))[:, :bins], np.ascontiguousarray(pairs[..., 1]))
+    return sums, InputFaults(int(faults[:, 0].sum()), int(faults[:, 1].sum()), float(faults[:, 2].max()))
 
 
 def accumulate_torch(probabilities, labels, mask, variant: str, bins: int) -> tuple[BinSums, InputFaults]:
