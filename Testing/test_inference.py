@@ -29,7 +29,7 @@ def test_zscore_and_range_normalisation():
 def test_logits_cover_the_input_grid_smaller_or_larger_than_the_roi(small_model_dir, shape):
     model = load_model(small_model_dir)  # ROI 16^3: the second shape needs several windows
     image = np.random.default_rng(0).random((1, *shape)).astype(np.float32)
-    logits = predict_logits(model, image, device="cpu")
+    logits = predict_logits(model.network, model.spec, image, device="cpu")
     assert logits.shape == (3, *shape) and logits.dtype == torch.float32 and torch.isfinite(logits).all()
 
 
@@ -37,7 +37,7 @@ def test_sliding_window_equals_one_pass_when_the_roi_covers_the_image(small_mode
     model = load_model(small_model_dir)
     image = np.random.default_rng(1).random((1, 16, 16, 16)).astype(np.float32)
     expected = model.network(normalize_intensity(torch.from_numpy(image), {"kind": "zscore"})[None])[0]
-    assert torch.allclose(predict_logits(model, image, device="cpu"), expected.detach(), atol=1e-5)
+    assert torch.allclose(predict_logits(model.network, model.spec, image, device="cpu"), expected.detach(), atol=1e-5)
 
 
 def test_probability_output_is_turned_back_into_logits(small_model_dir, tmp_path):
@@ -46,10 +46,11 @@ def test_probability_output_is_turned_back_into_logits(small_model_dir, tmp_path
     spec = json.loads((folder / "model.json").read_text())
     (folder / "model.json").write_text(json.dumps({**spec, "output": "probabilities"}))
     logits_model, probability_model = load_model(small_model_dir), load_model(folder)
-    probability_model.network = torch.nn.Sequential(probability_model.network, torch.nn.Softmax(dim=1))
+    softmax_network = torch.nn.Sequential(probability_model.network, torch.nn.Softmax(dim=1))
     image = np.random.default_rng(2).random((1, 16, 16, 16)).astype(np.float32)
-    expected = probabilities_from_logits(predict_logits(logits_model, image, device="cpu"))
-    assert torch.allclose(probabilities_from_logits(predict_logits(probability_model, image, device="cpu")), expected, atol=1e-5)
+    expected = probabilities_from_logits(predict_logits(logits_model.network, logits_model.spec, image, device="cpu"))
+    back = probabilities_from_logits(predict_logits(softmax_network, probability_model.spec, image, device="cpu"))
+    assert torch.allclose(back, expected, atol=1e-5)
 
 
 def test_sigmoid_single_channel_becomes_two_classes():

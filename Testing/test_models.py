@@ -113,3 +113,43 @@ def test_spec_validation_says_what_is_wrong(change, message):
     base = {"name": "m", "class_names": ["bg", "fg"], "network": {"name": "UNet", "args": {}}}
     with pytest.raises(ModelError, match=message):
         spec_from_json({**base, **change})
+
+
+def test_ensemble_spec_loads_every_member_and_predict_averages_them(small_model_dir, tmp_path):
+    import numpy as np
+
+    from UncertaintySegLib.io import Geometry, Volume
+    from UncertaintySegLib.pipeline import predict_volume
+
+    folder = tmp_path / "ensemble"
+    folder.mkdir()
+    spec = json.loads((small_model_dir / "model.json").read_text())
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        network = load_model(small_model_dir).network
+        for parameter in network.parameters():
+            parameter.data.normal_(0, 0.3)
+        torch.save({k: v.half() for k, v in network.state_dict().items()}, folder / f"member_{seed}.pt")  # float16 on disk
+    (folder / "model.json").write_text(json.dumps({**spec, "weights": ["member_1.pt", "member_2.pt"]}))
+    ensemble = load_model(folder)
+    assert len(ensemble.networks) == 2 and ensemble.spec.weight_files == ("member_1.pt", "member_2.pt")
+    assert all(p.dtype == torch.float32 for p in ensemble.networks[0].parameters())
+    volume = Volume(np.random.default_rng(0).random((12, 14, 10)).astype(np.float32),
+                    Geometry((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)))
+    members = []
+    for network in ensemble.networks:
+        single = load_model(small_model_dir)
+        single.networks = [network]
+        members.append(predict_volume(volume, single, device="cpu").probabilities)
+    assert not np.allclose(members[0], members[1], atol=1e-3)
+    averaged = predict_volume(volume, ensemble, device="cpu").probabilities
+    assert np.allclose(averaged, (members[0] + members[1]) / 2, atol=1e-6)
+
+
+def test_ensemble_member_that_is_missing(small_model_dir, tmp_path):
+    folder = tmp_path / "ensemble"
+    shutil.copytree(small_model_dir, folder)
+    spec = json.loads((folder / "model.json").read_text())
+    (folder / "model.json").write_text(json.dumps({**spec, "weights": ["model.pt", "member_9.pt"]}))
+    with pytest.raises(ModelError, match="member_9.pt"):
+        load_model(folder)

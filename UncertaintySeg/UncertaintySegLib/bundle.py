@@ -33,8 +33,7 @@ def load_bundle(folder: Path) -> LoadedModel:
         network = load_torchscript(torchscript)
     else:
         raise ModelError(f"MONAI bundle '{folder}' has no weights: expected models/model.pt or models/model.ts.")
-    network.eval()
-    return LoadedModel(spec=spec, network=network, source=folder)
+    return LoadedModel(spec=spec, networks=[network.eval()], source=folder)
 
 
 def _parse_config(folder: Path, config_path: Path):

@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import InputError
 from .io import Volume
-from .models import LoadedModel, ModelSpec
+from .models import ModelSpec
 
 
 def resolve_device(device: str = "auto"):
@@ -70,18 +70,19 @@ def normalize_intensity(image, normalization: dict):
     return out
 
 
-def predict_logits(model: LoadedModel, image: np.ndarray, device: str = "auto", overlap: float = 0.25, sw_batch_size: int = 1):
+def predict_logits(network, spec: ModelSpec, image: np.ndarray, device: str = "auto", overlap: float = 0.25,
+                   sw_batch_size: int = 1):
     """`(C_in, I, J, K)` voxels -> logits `(C_out, I, J, K)` float32 on the CPU, on the input's grid.
 
-    A model whose spec says it outputs probabilities is converted to logits (log for
-    softmax, logit for sigmoid) so that the activation gives them back.
+    `network` is one network of a `LoadedModel` (moved to `device`). A model whose spec says it
+    outputs probabilities is converted to logits (log for softmax, logit for sigmoid) so that
+    the activation gives them back.
     """
     import torch
     from monai.inferers import sliding_window_inference
 
-    spec = model.spec
     target = resolve_device(device)
-    network = model.network.to(target)
+    network = network.to(target)
     tensor = normalize_intensity(torch.as_tensor(image, dtype=torch.float32), spec.normalization)
     with torch.inference_mode():
         output = sliding_window_inference(

@@ -8,8 +8,9 @@ A spec says what the network expects and returns, so that inference needs nothin
      "format": "monai_network", "network": {"name": "UNet", "args": {...}}, "weights": "model.pt"}
 
 `format` is "monai_network" (MONAI class by name + a state_dict, loaded with
-`weights_only=True`) or "torchscript" (`weights` is a TorchScript file). MONAI bundle
-folders are read by `bundle.py`.
+`weights_only=True`) or "torchscript" (`weights` is a TorchScript file). `weights` may list
+several files: the members of a deep ensemble, whose probabilities `predict` averages.
+MONAI bundle folders are read by `bundle.py`.
 """
 
 from __future__ import annotations
@@ -40,8 +41,12 @@ class ModelSpec:
     activation: str = "softmax"  # or "sigmoid" (one foreground channel)
     format: str = "monai_network"
     network: dict | None = None  # {"name": MONAI class, "args": {...}} for monai_network
-    weights: str = "model.pt"  # relative to the spec's folder
+    weights: str | tuple[str, ...] = "model.pt"  # relative to the spec's folder; several: ensemble members
     description: str = ""
+
+    @property
+    def weight_files(self) -> tuple[str, ...]:
+        return (self.weights,) if isinstance(self.weights, str) else tuple(self.weights)
 
     @property
     def num_classes(self) -> int:
@@ -58,7 +63,7 @@ class ModelSpec:
             "input_channels": self.input_channels, "spatial_dims": self.spatial_dims,
             "roi_size": list(self.roi_size), "normalization": dict(self.normalization),
             "output": self.output, "activation": self.activation, "format": self.format,
-            "network": self.network, "weights": self.weights,
+            "network": self.network, "weights": self.weights if isinstance(self.weights, str) else list(self.weights),
         }
 
 
@@ -76,7 +81,10 @@ def spec_from_json(data: dict, source: str = "model.json") -> ModelSpec:
     unknown = sorted(set(data) - known)
     if unknown:
         fail(f"unknown field(s) {unknown}; expected only {sorted(known)}")
-    spec = ModelSpec(**{**data, "class_names": tuple(data["class_names"]),
+    weights = data.get("weights", ModelSpec.weights)
+    if not (isinstance(weights, str) or (isinstance(weights, list) and weights and all(isinstance(w, str) for w in weights))):
+        fail(f"'weights' must be a file name or a non-empty list of file names (ensemble members), found {weights!r}")
+    spec = ModelSpec(**{**data, "class_names": tuple(data["class_names"]), "weights": weights if isinstance(weights, str) else tuple(weights),
                         "roi_size": tuple(data.get("roi_size", ModelSpec.roi_size))})
     if len(spec.class_names) < 2:
         fail(f"'class_names' must list at least 2 classes including background, found {list(spec.class_names)}")
@@ -107,11 +115,17 @@ def read_spec(path: Path) -> ModelSpec:
 
 @dataclass
 class LoadedModel:
-    """A network in eval mode: `(B, input_channels, *spatial) -> (B, output_channels, *spatial)`."""
+    """Networks in eval mode, `(B, input_channels, *spatial) -> (B, output_channels, *spatial)`:
+    one, or the members of a deep ensemble."""
 
     spec: ModelSpec
-    network: object  # torch.nn.Module or torch.jit.ScriptModule
+    networks: list  # torch.nn.Module or torch.jit.ScriptModule
     source: Path
+
+    @property
+    def network(self):
+        """The first (or only) network."""
+        return self.networks[0]
 
 
 def bundled_model_names() -> list[str]:
@@ -151,14 +165,19 @@ def load_model(model: str | Path) -> LoadedModel:
     if not spec_path.exists():
         raise ModelError(f"folder '{path}' has no model.json: expected a model folder or a MONAI bundle (configs/inference.json).")
     spec = read_spec(spec_path)
-    weights = path if path.is_file() and path.suffix != ".json" else spec_path.parent / spec.weights
+    files = [path] if path.is_file() and path.suffix != ".json" else [spec_path.parent / name for name in spec.weight_files]
+    networks = [load_network(spec, spec_path, weights) for weights in files]
+    return LoadedModel(spec=spec, networks=networks, source=files[0] if len(files) == 1 else spec_path.parent)
+
+
+def load_network(spec: ModelSpec, spec_path: Path, weights: Path):
+    """One network of `spec` with the given weights file, in eval mode."""
     if spec.format == "torchscript":
         network = load_torchscript(weights)
     else:
         network = build_monai_network(spec.network, spec_path)
         load_state_dict_into(network, weights)
-    network.eval()
-    return LoadedModel(spec=spec, network=network, source=weights)
+    return network.eval()
 
 
 def load_torchscript(path: Path):

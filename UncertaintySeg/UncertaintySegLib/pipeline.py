@@ -45,15 +45,22 @@ class Prediction:
 
 
 def predict_volume(volume: Volume, model: LoadedModel, device: str = "auto", progress: Progress | None = None) -> Prediction:
-    """Run `model` on `volume` and derive probabilities, entropy and labels on the input's grid."""
+    """Run `model` on `volume` and derive probabilities, entropy and labels on the input's grid.
+
+    An ensemble's probabilities are the mean of its members' (a running sum: one extra
+    `(C, I, J, K)` array whatever the number of members).
+    """
     progress = progress or Progress("none")
     image = check_image(volume, model.spec)
-    progress("inference", 0.1)
+    members = len(model.networks)
     started = time.perf_counter()
-    logits = predict_logits(model, image, device=device)
+    probabilities = None
+    for index, network in enumerate(model.networks):
+        progress("inference" if members == 1 else f"ensemble member {index + 1}/{members}", 0.1 + 0.7 * index / members)
+        member = probabilities_from_logits(predict_logits(network, model.spec, image, device=device), model.spec.activation)
+        probabilities = member if probabilities is None else probabilities.add_(member)
+    probabilities /= members
     inference_seconds = time.perf_counter() - started
-    probabilities = probabilities_from_logits(logits, model.spec.activation)
-    del logits
     prediction = summarize(probabilities, model.spec.class_names, volume.geometry, progress)
     prediction.timings["inference_s"] = round(inference_seconds, 4)
     return prediction
