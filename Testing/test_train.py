@@ -17,12 +17,14 @@ def test_place_in_roi_pads_centred_or_crops():
     assert np.array_equal(padded > 0, padded_label > 0)
 
 
+TINY = TrainSettings(epochs=1, channels=(4, 8), batch_size=4, name="tiny", seed=3, max_cases=10)
+
+
 @pytest.fixture(scope="module")
 def tiny_runs(data_root, tmp_path_factory):
     """Two one-epoch runs of a tiny network with the same seed."""
-    settings = TrainSettings(epochs=1, channels=(4, 8), batch_size=4, name="tiny", seed=3, max_cases=10)
     folders = [tmp_path_factory.mktemp("train") / "out" for _ in range(2)]
-    summaries = [train(data_root, folder, settings) for folder in folders]
+    summaries = [train(data_root, folder, TINY) for folder in folders]
     return folders, summaries
 
 
@@ -31,11 +33,22 @@ def test_training_writes_a_loadable_model_and_its_log(tiny_runs):
     assert {p.name for p in folder.iterdir()} == {"model.json", "model.pt", "training_log.csv", "training_curve.png", "training_summary.json"}
     model = load_model(folder)
     assert model.spec.name == "tiny" and model.spec.class_names == ("background", "anterior", "posterior")
-    assert summary["training_cases"] + summary["validation_cases"] == 10  # validation carved from the train cases
-    assert json.loads((folder / "training_summary.json").read_text())["epochs_run"] == 1
+    member = summary["members"][0]
+    assert member["training_cases"] + member["validation_cases"] == 10  # validation carved from the train cases
+    assert json.loads((folder / "training_summary.json").read_text())["members"][0]["epochs_run"] == 1
 
 
 def test_training_is_deterministic_given_the_seed(tiny_runs):
     (first, second), _ = tiny_runs
     a, b = torch.load(first / "model.pt", weights_only=True), torch.load(second / "model.pt", weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_an_ensemble_has_one_differently_seeded_member_per_file(data_root, tmp_path):
+    summary = train(data_root, tmp_path / "ensemble", TINY, members=2)
+    model = load_model(tmp_path / "ensemble")
+    assert model.spec.weight_files == ("member_0.pt", "member_1.pt") and len(model.networks) == 2
+    assert [m["seed"] for m in summary["members"]] == [3, 4]
+    assert (tmp_path / "ensemble" / "training_curve_member_1.png").is_file()
+    first, second = (next(network.parameters()) for network in model.networks)
+    assert not torch.equal(first, second)

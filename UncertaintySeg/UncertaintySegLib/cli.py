@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=int, default=15, help="stop after this many epochs without a better validation Dice")
     train.add_argument("--name", default="hippocampus", help="model name written into model.json")
     train.add_argument("--max-cases", type=int, help="use only the first N cases of the train split (quick experiments)")
+    train.add_argument("--members", type=int, default=1, help="train a deep ensemble of N members seeded seed, seed+1, ...")
     train.add_argument("--data-root", type=Path)
     train.add_argument("--download", action="store_true")
     _add_common(train)
@@ -131,7 +132,7 @@ def run_train(args, progress) -> None:
 
     settings = TrainSettings(loss=args.loss, seed=args.seed, epochs=args.epochs, patience=args.patience, name=args.name,
                              max_cases=args.max_cases)
-    summary = train(resolve_data_root(args.data_root, args.download), args.out, settings, args.overwrite, progress)
+    summary = train(resolve_data_root(args.data_root, args.download), args.out, settings, args.members, args.overwrite, progress)
     if args.progress != "json":
         print(json.dumps(summary, indent=2, default=list))
 

@@ -3,8 +3,10 @@
 Deterministic given the seed. A validation part is carved from `train` only (never
 `calibration` or `test`); the best epoch by validation Dice is kept (early stopping).
 Augmentation is modest: a random position of the volume inside the padded training
-patch (a random crop where the case is larger) and a random intensity scale/shift. Writes `model.json`, `model.pt` (state_dict),
-`training_log.csv` and `training_curve.png` into the output folder, whole or not at all.
+patch (a random crop where the case is larger) and a random intensity scale/shift.
+Writes `model.json`, `model.pt` (state_dict) or one `member_<m>.pt` per ensemble member,
+`training_log*.csv`, `training_curve*.png` and `training_summary.json` into the output
+folder, whole or not at all.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -110,19 +112,51 @@ def make_loss(name: str):
     raise InputError(f"unknown loss '{name}': expected one of {', '.join(LOSSES)}.")
 
 
-def train(data_root: Path, out: Path, settings: TrainSettings, overwrite: bool = False, progress: Progress | None = None) -> dict:
-    """Train one network; return the summary also written to `training_summary.json`."""
+def train(data_root: Path, out: Path, settings: TrainSettings, members: int = 1, overwrite: bool = False,
+          progress: Progress | None = None) -> dict:
+    """Train one network, or an ensemble of `members` networks seeded `seed, seed + 1, ...` (so
+    different initialisations, data orders and validation parts); return the summary also
+    written to `training_summary.json`. Weights are stored as float16 (half the size; loaded
+    into float32 networks)."""
     import torch
-
-    from .models import build_monai_network
 
     progress = progress or Progress("none")
     if settings.loss not in LOSSES:
         raise InputError(f"unknown loss '{settings.loss}': expected one of {', '.join(LOSSES)}.")
-    torch.manual_seed(settings.seed)
-    rng = np.random.default_rng(settings.seed)
+    if members < 1:
+        raise InputError(f"--members {members}: expected at least 1.")
     spec = model_spec(settings)
     cases = load_cases(load_split(data_root, "train")[:settings.max_cases], spec.normalization)
+    names = ["model.pt"] if members == 1 else [f"member_{m}.pt" for m in range(members)]
+    results = [train_network(cases, replace(settings, seed=settings.seed + m), spec, member_progress(progress, m, members))
+               for m in range(members)]
+    spec = replace(spec, weights=names[0] if members == 1 else tuple(names))
+    summary = {"members": [summary for _, _, summary in results], "settings": {**vars(settings)}, "weights": names,
+               "seconds": round(sum(summary["seconds"] for _, _, summary in results), 1)}
+    with atomic_output_folder(out, overwrite=overwrite) as staging:
+        for name, (state, log, _) in zip(names, results):
+            torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, staging / name)
+            write_log(staging, log, suffix="" if members == 1 else f"_{name.removesuffix('.pt')}")
+        (staging / "model.json").write_text(json.dumps(spec.to_json(), indent=2) + "\n")
+        (staging / "training_summary.json").write_text(json.dumps(summary, indent=2, default=list) + "\n")
+    return summary
+
+
+def member_progress(progress: Progress, member: int, members: int):
+    """Progress of one member, reported as a part of the whole run."""
+    def report(stage: str, fraction: float, **details) -> None:
+        progress(stage if members == 1 else f"training member {member + 1}/{members}", (member + fraction) / members, **details)
+    return report
+
+
+def train_network(cases: list, settings: TrainSettings, spec: ModelSpec, progress) -> tuple[dict, list[dict], dict]:
+    """Train one network on `cases` (a validation part carved from them); (best state_dict, per-epoch log, summary)."""
+    import torch
+
+    from .models import build_monai_network
+
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
     order = rng.permutation(len(cases))
     n_val = max(1, int(round(settings.validation_fraction * len(cases))))
     validation = [cases[i] for i in order[:n_val]]
@@ -157,15 +191,11 @@ def train(data_root: Path, out: Path, settings: TrainSettings, overwrite: bool =
             stale += 1
             if stale >= settings.patience:
                 break
-    summary = {"best_validation_dice": best, "epochs_run": len(log), "seconds": round(time.perf_counter() - started, 1),
-               "parameters": sum(p.numel() for p in network.parameters()), "settings": {**vars(settings)},
-               "validation_cases": int(n_val), "training_cases": len(training)}
-    with atomic_output_folder(out, overwrite=overwrite) as staging:
-        torch.save(best_state, staging / "model.pt")
-        (staging / "model.json").write_text(json.dumps(spec.to_json(), indent=2) + "\n")
-        (staging / "training_summary.json").write_text(json.dumps(summary, indent=2, default=list) + "\n")
-        write_log(staging, log)
-    return summary
+    summary = {"seed": settings.seed, "best_validation_dice": best, "best_epoch": 1 + int(np.argmax([r["validation_dice"] for r in log])),
+               "epochs_run": len(log), "seconds": round(time.perf_counter() - started, 1),
+               "parameters": sum(p.numel() for p in network.parameters()), "validation_cases": int(n_val),
+               "training_cases": len(training)}
+    return best_state, log, summary
 
 
 def augment(image: np.ndarray, label: np.ndarray, roi, rng: np.random.Generator):
@@ -187,8 +217,9 @@ def validate(network, cases, roi) -> float:
     return float(np.mean(scores))
 
 
-def write_log(folder: Path, log: list[dict]) -> None:
-    with open(folder / "training_log.csv", "w", newline="") as handle:
+def write_log(folder: Path, log: list[dict], suffix: str = "") -> None:
+    """`training_log{suffix}.csv` and `training_curve{suffix}.png` (loss and validation Dice per epoch)."""
+    with open(folder / f"training_log{suffix}.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(log[0]))
         writer.writeheader()
         writer.writerows(log)
@@ -207,5 +238,5 @@ def write_log(folder: Path, log: list[dict]) -> None:
     dice_axis.set_ylabel("validation Dice")
     figure.legend(loc="center right")
     figure.tight_layout()
-    figure.savefig(folder / "training_curve.png", dpi=100)
+    figure.savefig(folder / f"training_curve{suffix}.png", dpi=100)
     plt.close(figure)
