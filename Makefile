@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench models clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_predict.py
 	$(BIN)/python benchmarks/bench_metrics.py
+
+# Retrain the two shipped 5-member ensembles, both at once on one thread each (about 1 h on 2 cores),
+# then copy weights, model.json and training logs beside their model cards.
+models: $(STAMP)
+	for loss in dice ce; do \
+	  OMP_NUM_THREADS=1 $(BIN)/uncertaintyseg train --loss $$loss --members 5 --epochs 25 --patience 10 --seed 0 --min-validation-dice 0.7 \
+	    --name hippocampus-$$loss --out build/models/hippocampus-$$loss --overwrite --progress none & \
+	done; wait
+	for loss in dice ce; do cp build/models/hippocampus-$$loss/* UncertaintySeg/Resources/Models/hippocampus-$$loss/; done
 
 clean:
 	rm -rf $(VENV) demo-output

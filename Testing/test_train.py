@@ -52,3 +52,13 @@ def test_an_ensemble_has_one_differently_seeded_member_per_file(data_root, tmp_p
     assert (tmp_path / "ensemble" / "training_curve_member_1.png").is_file()
     first, second = (next(network.parameters()) for network in model.networks)
     assert not torch.equal(first, second)
+
+
+def test_collapsed_runs_are_set_aside_and_reported(data_root, tmp_path):
+    from dataclasses import replace
+
+    with pytest.raises(RuntimeError, match="below validation Dice 1.01"):
+        train(data_root, tmp_path / "out", replace(TINY, min_validation_dice=1.01))
+    assert not (tmp_path / "out").exists()
+    summary = train(data_root, tmp_path / "kept", replace(TINY, min_validation_dice=0.0))
+    assert summary["rejected"] == [] and [m["seed"] for m in summary["members"]] == [3]

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", default="hippocampus", help="model name written into model.json")
     train.add_argument("--max-cases", type=int, help="use only the first N cases of the train split (quick experiments)")
     train.add_argument("--members", type=int, default=1, help="train a deep ensemble of N members seeded seed, seed+1, ...")
+    train.add_argument("--min-validation-dice", type=float, default=0.0,
+                       help="set aside a run whose best validation Dice stays below this (collapsed) and train the next seed")
     train.add_argument("--data-root", type=Path)
     train.add_argument("--download", action="store_true")
     _add_common(train)
@@ -131,7 +133,7 @@ def run_train(args, progress) -> None:
     from .train import TrainSettings, train
 
     settings = TrainSettings(loss=args.loss, seed=args.seed, epochs=args.epochs, patience=args.patience, name=args.name,
-                             max_cases=args.max_cases)
+                             max_cases=args.max_cases, min_validation_dice=args.min_validation_dice)
     summary = train(resolve_data_root(args.data_root, args.download), args.out, settings, args.members, args.overwrite, progress)
     if args.progress != "json":
         print(json.dumps(summary, indent=2, default=list))

@@ -46,6 +46,7 @@ class TrainSettings:
     dropout: float = 0.1
     name: str = "hippocampus"
     max_cases: int | None = None  # train on the split's first N cases only (quick experiments, tests)
+    min_validation_dice: float = 0.0  # an ensemble member below this (a collapsed run) is retrained with the next seed
 
 
 def network_config(settings: TrainSettings) -> dict:
@@ -56,12 +57,18 @@ def network_config(settings: TrainSettings) -> dict:
     }}
 
 
-def model_spec(settings: TrainSettings) -> ModelSpec:
+def model_description(loss: str, seeds: list[int]) -> str:
+    trained = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} members, seeds {', '.join(map(str, seeds))}"
+    return f"MONAI UNet trained on MSD Task04 Hippocampus (train split), loss {loss}, {trained}"
+
+
+def model_spec(settings: TrainSettings, members: int = 1) -> ModelSpec:
     return ModelSpec(
         name=settings.name,
-        description=f"MONAI UNet trained on MSD Task04 Hippocampus (train split), loss {settings.loss}, seed {settings.seed}",
+        description=model_description(settings.loss, list(range(settings.seed, settings.seed + members))),
         class_names=CLASS_NAMES, roi_size=tuple(settings.roi_size), normalization={"kind": "zscore"},
-        network=network_config(settings), weights="model.pt",
+        network=network_config(settings),
+        weights="model.pt" if members == 1 else tuple(f"member_{m}.pt" for m in range(members)),
     )
 
 
@@ -115,9 +122,10 @@ def make_loss(name: str):
 def train(data_root: Path, out: Path, settings: TrainSettings, members: int = 1, overwrite: bool = False,
           progress: Progress | None = None) -> dict:
     """Train one network, or an ensemble of `members` networks seeded `seed, seed + 1, ...` (so
-    different initialisations, data orders and validation parts); return the summary also
-    written to `training_summary.json`. Weights are stored as float16 (half the size; loaded
-    into float32 networks)."""
+    different initialisations, data orders and validation parts); a run whose best validation
+    Dice stays below `min_validation_dice` (a collapsed run) is set aside and the next seed
+    trained instead. Returns the summary also written to `training_summary.json`. Weights are
+    stored as float16 (half the size; loaded into float32 networks)."""
     import torch
 
     progress = progress or Progress("none")
@@ -125,14 +133,21 @@ def train(data_root: Path, out: Path, settings: TrainSettings, members: int = 1,
         raise InputError(f"unknown loss '{settings.loss}': expected one of {', '.join(LOSSES)}.")
     if members < 1:
         raise InputError(f"--members {members}: expected at least 1.")
-    spec = model_spec(settings)
+    spec = model_spec(settings, members)
     cases = load_cases(load_split(data_root, "train")[:settings.max_cases], spec.normalization)
-    names = ["model.pt"] if members == 1 else [f"member_{m}.pt" for m in range(members)]
-    results = [train_network(cases, replace(settings, seed=settings.seed + m), spec, member_progress(progress, m, members))
-               for m in range(members)]
-    spec = replace(spec, weights=names[0] if members == 1 else tuple(names))
-    summary = {"members": [summary for _, _, summary in results], "settings": {**vars(settings)}, "weights": names,
-               "seconds": round(sum(summary["seconds"] for _, _, summary in results), 1)}
+    names = spec.weight_files
+    results, rejected, seed = [], [], settings.seed
+    while len(results) < members:
+        if len(rejected) >= members:
+            raise RuntimeError(f"{len(rejected)} runs ended below validation Dice {settings.min_validation_dice}: "
+                               "the recipe does not converge on this data; check the settings.")
+        result = train_network(cases, replace(settings, seed=seed), spec, member_progress(progress, len(results), members))
+        (results if result[2]["best_validation_dice"] >= settings.min_validation_dice else rejected).append(result)
+        seed += 1
+    spec = replace(spec, description=model_description(settings.loss, [summary["seed"] for _, _, summary in results]))
+    summary = {"members": [summary for _, _, summary in results], "rejected": [summary for _, _, summary in rejected],
+               "settings": {**vars(settings)}, "weights": list(names),
+               "seconds": round(sum(summary["seconds"] for _, _, summary in results + rejected), 1)}
     with atomic_output_folder(out, overwrite=overwrite) as staging:
         for name, (state, log, _) in zip(names, results):
             torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, staging / name)
