@@ -25,7 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_predict.py
 	$(BIN)/python benchmarks/bench_metrics.py
 
-# Retrain the two shipped 5-member ensembles, both at once on one thread each (about 1 h on 2 cores),
+# Retrain the two shipped 5-member ensembles, both at once on one thread each (about 1.5 h on 2 cores),
 # then copy weights, model.json and training logs beside their model cards.
 models: $(STAMP)
 	for loss in dice ce; do \
