@@ -29,6 +29,7 @@ from .progress import Progress
 
 LOSSES = ("ce", "dice", "dice_ce")
 CLASS_NAMES = ("background", "anterior", "posterior")
+NORMALIZATION = {"kind": "zscore"}
 
 
 @dataclass
@@ -62,13 +63,13 @@ def model_description(loss: str, seeds: list[int]) -> str:
     return f"MONAI UNet trained on MSD Task04 Hippocampus (train split), loss {loss}, {trained}"
 
 
-def model_spec(settings: TrainSettings, members: int = 1) -> ModelSpec:
+def model_spec(settings: TrainSettings, seeds: list[int]) -> ModelSpec:
+    """The spec of one network (`model.pt`) or of an ensemble (`member_<m>.pt`) trained from `seeds`."""
     return ModelSpec(
-        name=settings.name,
-        description=model_description(settings.loss, list(range(settings.seed, settings.seed + members))),
-        class_names=CLASS_NAMES, roi_size=tuple(settings.roi_size), normalization={"kind": "zscore"},
+        name=settings.name, description=model_description(settings.loss, seeds),
+        class_names=CLASS_NAMES, roi_size=tuple(settings.roi_size), normalization=NORMALIZATION,
         network=network_config(settings),
-        weights="model.pt" if members == 1 else tuple(f"member_{m}.pt" for m in range(members)),
+        weights="model.pt" if len(seeds) == 1 else tuple(f"member_{m}.pt" for m in range(len(seeds))),
     )
 
 
@@ -133,18 +134,17 @@ def train(data_root: Path, out: Path, settings: TrainSettings, members: int = 1,
         raise InputError(f"unknown loss '{settings.loss}': expected one of {', '.join(LOSSES)}.")
     if members < 1:
         raise InputError(f"--members {members}: expected at least 1.")
-    spec = model_spec(settings, members)
-    cases = load_cases(load_split(data_root, "train")[:settings.max_cases], spec.normalization)
-    names = spec.weight_files
+    cases = load_cases(load_split(data_root, "train")[:settings.max_cases], NORMALIZATION)
     results, rejected, seed = [], [], settings.seed
     while len(results) < members:
         if len(rejected) >= members:
             raise RuntimeError(f"{len(rejected)} runs ended below validation Dice {settings.min_validation_dice}: "
                                "the recipe does not converge on this data; check the settings.")
-        result = train_network(cases, replace(settings, seed=seed), spec, member_progress(progress, len(results), members))
+        result = train_network(cases, replace(settings, seed=seed), member_progress(progress, len(results), members))
         (results if result[2]["best_validation_dice"] >= settings.min_validation_dice else rejected).append(result)
         seed += 1
-    spec = replace(spec, description=model_description(settings.loss, [summary["seed"] for _, _, summary in results]))
+    spec = model_spec(settings, [summary["seed"] for _, _, summary in results])
+    names = spec.weight_files
     summary = {"members": [summary for _, _, summary in results], "rejected": [summary for _, _, summary in rejected],
                "settings": {**vars(settings)}, "weights": list(names),
                "seconds": round(sum(summary["seconds"] for _, _, summary in results + rejected), 1)}
@@ -164,7 +164,7 @@ def member_progress(progress: Progress, member: int, members: int):
     return report
 
 
-def train_network(cases: list, settings: TrainSettings, spec: ModelSpec, progress) -> tuple[dict, list[dict], dict]:
+def train_network(cases: list, settings: TrainSettings, progress) -> tuple[dict, list[dict], dict]:
     """Train one network on `cases` (a validation part carved from them); (best state_dict, per-epoch log, summary)."""
     import torch
 
@@ -176,7 +176,7 @@ def train_network(cases: list, settings: TrainSettings, spec: ModelSpec, progres
     n_val = max(1, int(round(settings.validation_fraction * len(cases))))
     validation = [cases[i] for i in order[:n_val]]
     training = [cases[i] for i in order[n_val:]]
-    network = build_monai_network(spec.network, Path("train"))
+    network = build_monai_network(network_config(settings), Path("train"))
     optimizer = torch.optim.Adam(network.parameters(), lr=settings.learning_rate, weight_decay=1e-5)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
     loss_fn = make_loss(settings.loss)
