@@ -1,8 +1,10 @@
 """Write one run's outputs into a folder, whole or not at all.
 
 Files: `probabilities.nrrd` (multi-component, one component per class), `entropy.nrrd`
-(nats), `labels.nrrd` (uint8 class index) and `run.json` (model, settings, timings,
-versions, class names).
+(predictive entropy, nats), `labels.nrrd` (uint8 class index) and `run.json` (model, settings,
+sampling, timings, versions, class names). With two or more samples also
+`expected_entropy.nrrd`, `mutual_information.nrrd` (nats) and `variance.nrrd` (one component
+per class).
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import json
 import platform
 from pathlib import Path
 
-from .io import atomic_output_folder, write_volume
+from .io import Volume, atomic_output_folder, write_volume
 from .pipeline import Prediction
 
 OUTPUT_FILES = {"probabilities": "probabilities.nrrd", "entropy": "entropy.nrrd", "labels": "labels.nrrd"}
+SAMPLE_MAP_FILES = {"expected_entropy": "expected_entropy.nrrd", "mutual_information": "mutual_information.nrrd",
+                    "variance": "variance.nrrd"}
 
 
 def versions() -> dict:
@@ -35,15 +39,19 @@ def run_record(prediction: Prediction, model: dict, settings: dict, input_path: 
         "input": input_path, "model": model, "settings": settings,
         "class_names": list(prediction.class_names), "shape": list(prediction.labels.shape),
         "spacing": list(prediction.geometry.spacing), "timings": prediction.timings,
-        "outputs": dict(OUTPUT_FILES), "entropy_units": "nats", "versions": versions(),
+        "sampling": prediction.sampling,
+        "outputs": {**OUTPUT_FILES, **{name: SAMPLE_MAP_FILES[name] for name in prediction.sample_maps()}},
+        "entropy_units": "nats", "versions": versions(),
     }
 
 
 def write_prediction_files(folder: Path, prediction: Prediction, record: dict) -> None:
-    """Write the three volumes and `run.json` into an existing (staging) folder."""
+    """Write the volumes (three, plus the sample maps when there are several samples) and `run.json` into an existing (staging) folder."""
     write_volume(folder / OUTPUT_FILES["probabilities"], prediction.probability_volume)
     write_volume(folder / OUTPUT_FILES["entropy"], prediction.entropy_volume)
     write_volume(folder / OUTPUT_FILES["labels"], prediction.label_volume)
+    for name, array in prediction.sample_maps().items():
+        write_volume(folder / SAMPLE_MAP_FILES[name], Volume(array, prediction.geometry))
     (folder / "run.json").write_text(json.dumps(record, indent=2) + "\n")
 
 

@@ -13,16 +13,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError
-from .inference import check_image, predict_logits, probabilities_from_logits
+from .inference import check_image
 from .io import Geometry, Volume
 from .models import LoadedModel
 from .progress import Progress
+from .sampling import SamplingPlan, default_plan, sample_probabilities
 from .uncertainty import label_map, predictive_entropy
 
 
 @dataclass
 class Prediction:
-    """Per-class probabilities `(C, I, J, K)`, entropy `(I, J, K)` in nats, labels `(I, J, K)` uint8."""
+    """Per-class probabilities `(C, I, J, K)`, entropy `(I, J, K)` in nats, labels `(I, J, K)` uint8.
+
+    With two or more samples also expected entropy and mutual information `(I, J, K)` (nats) and
+    per-class variance `(C, I, J, K)`; `None` for a single pass.
+    """
 
     probabilities: np.ndarray
     entropy: np.ndarray
@@ -30,6 +35,10 @@ class Prediction:
     class_names: tuple[str, ...]
     geometry: Geometry
     timings: dict = field(default_factory=dict)
+    expected_entropy: np.ndarray | None = None
+    mutual_information: np.ndarray | None = None
+    variance: np.ndarray | None = None
+    sampling: dict = field(default_factory=dict)
 
     @property
     def probability_volume(self) -> Volume:
@@ -43,26 +52,34 @@ class Prediction:
     def label_volume(self) -> Volume:
         return Volume(self.labels, self.geometry)
 
+    def sample_maps(self) -> dict[str, np.ndarray]:
+        """The maps that need several samples, by output name; empty for a single pass."""
+        maps = {"expected_entropy": self.expected_entropy, "mutual_information": self.mutual_information, "variance": self.variance}
+        return {name: array for name, array in maps.items() if array is not None}
 
-def predict_volume(volume: Volume, model: LoadedModel, device: str = "auto", progress: Progress | None = None) -> Prediction:
-    """Run `model` on `volume` and derive probabilities, entropy and labels on the input's grid.
 
-    An ensemble's probabilities are the mean of its members' (a running sum: one extra
-    `(C, I, J, K)` array whatever the number of members).
+def predict_volume(volume: Volume, model: LoadedModel, device: str = "auto", progress: Progress | None = None,
+                   plan: SamplingPlan | None = None, logits_transform=None, on_sample=None) -> Prediction:
+    """Run `model` on `volume` as `plan` says (default: one pass, or the mean of an ensemble's members)
+    and derive probabilities, uncertainty maps and labels on the input's grid.
+
+    Samples are aggregated as they come (see `sampling.py`): memory does not grow with their number.
     """
     progress = progress or Progress("none")
     image = check_image(volume, model.spec)
-    members = len(model.networks)
+    plan = plan or default_plan(len(model.networks))
     started = time.perf_counter()
-    probabilities = None
-    for index, network in enumerate(model.networks):
-        progress("inference" if members == 1 else f"ensemble member {index + 1}/{members}", 0.1 + 0.7 * index / members)
-        member = probabilities_from_logits(predict_logits(network, model.spec, image, device=device), model.spec.activation)
-        probabilities = member if probabilities is None else probabilities.add_(member)
-    probabilities /= members
+    moments, sampling_timings = sample_probabilities(model.networks, model.spec, image, plan, device=device,
+                                                     logits_transform=logits_transform, on_sample=on_sample, progress=progress)
     inference_seconds = time.perf_counter() - started
-    prediction = summarize(probabilities, model.spec.class_names, volume.geometry, progress)
-    prediction.timings["inference_s"] = round(inference_seconds, 4)
+    prediction = summarize(moments.mean, model.spec.class_names, volume.geometry, progress)
+    if moments.count > 1:
+        maps = moments.maps()
+        prediction.expected_entropy = maps["expected_entropy"].numpy()
+        prediction.mutual_information = maps["mutual_information"].numpy()
+        prediction.variance = maps["variance"].numpy()
+    prediction.sampling = {**plan.to_json(), "samples_drawn": moments.count}
+    prediction.timings.update(inference_s=round(inference_seconds, 4), **sampling_timings)
     return prediction
 
 
