@@ -7,8 +7,10 @@ A prediction folder is what `uncertaintyseg predict` writes (probabilities.nrrd,
 run.json); `--pred` takes such folders, or folders of them, one sub-folder per case. A case's
 id is its folder's name (or, failing a match, the stem of run.json's input image); references
 (`--ref`: a label volume, or a folder of them) are matched by file name without extension.
-Cases are read one at a time, so memory is that of one case. The metric modules (and Numba)
-are imported when evaluating, not when the CLI's parser is built.
+Cases are read one at a time, so memory is that of one case; across cases only small records
+are kept (histograms, and the TP/FP/FN confidence rows of `error_confidence`: one per slice and
+component). The metric modules (and Numba) are imported when evaluating, not when the CLI's
+parser is built.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class PredictionSet:
 def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     """Register `evaluate` (with its own --out, --overwrite and --progress) on an argparse subparsers object."""
     parser = subparsers.add_parser("evaluate", help="calibration (ECE/MCE/ACE, reliability diagrams), NLL, Brier, "
-                                                    "Dice and HD95 of predictions against reference labels")
+                                                    "Dice, HD95 and TP/FP/FN confidence of predictions against reference labels")
     parser.add_argument("--pred", action="append", nargs="+", required=True, metavar="[NAME=]DIR",
                         help="prediction folder(s) written by `predict`, or a folder of them (one per case); repeat "
                              "--pred NAME=DIR to compare methods side by side")
@@ -52,6 +54,9 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
                              "foreground box dilated 8 mm in-plane, 2 slices out-of-plane)")
     parser.add_argument("--mask", type=Path, help="ROI mask volume, or a folder of masks named by case id (--roi mask)")
     parser.add_argument("--bins", type=int, default=20, help="number of calibration bins (default: 20)")
+    parser.add_argument("--error-confidence-axis", type=int, choices=(0, 1, 2), default=2,
+                        help="axis of the (I, J, K) volume whose slices are scored TP/FP/FN/TN in "
+                             "error_confidence.csv (default: 2)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (written whole or not at all)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--progress", choices=("json", "text", "none"), default="text",
@@ -194,12 +199,18 @@ def read_prediction(folder: Path, reference: Volume, reference_path: Path, num_c
 
 
 def evaluate_sets(sets: list[PredictionSet], references: dict[str, Path], roi: str, masks: dict[str, Path] | None,
-                  bins: int, progress) -> dict[str, list]:
-    """Every case of every set, one case read at a time (`CaseResult`s in the same case order for every set)."""
+                  bins: int, progress, axis: int) -> tuple[dict[str, list], dict[str, list]]:
+    """Every case of every set, one case read at a time.
+
+    Returns, per set: its `CaseResult`s (same case order for every set), and its
+    `ErrorConfidenceRow`s (every foreground class, slices along `axis`, and components).
+    """
     from .case_evaluation import evaluate_case
+    from .error_confidence import case_error_confidence
 
     cases = sorted(sets[0].folders)
     results = {s.name: [] for s in sets}
+    error_rows = {s.name: [] for s in sets}
     num_classes = len(sets[0].class_names)
     for index, case in enumerate(cases):
         progress("evaluating", 0.05 + 0.8 * index / len(cases), case=case)
@@ -217,10 +228,12 @@ def evaluate_sets(sets: list[PredictionSet], references: dict[str, Path], roi: s
             try:
                 result = evaluate_case(case, probabilities.array, reference.array, predicted, prediction_set.class_names,
                                        reference.geometry.spacing, region, bins)
+                rows = case_error_confidence(case, probabilities.array, reference.array, prediction_set.class_names, axis)
             except InputError as error:
                 raise InputError(f"case '{case}' of '{prediction_set.name}' ({folder}): {error}") from None
             results[prediction_set.name].append(result)
-    return results
+            error_rows[prediction_set.name] += rows
+    return results, error_rows
 
 
 def run_evaluate(args, progress) -> dict:
@@ -236,13 +249,15 @@ def run_evaluate(args, progress) -> dict:
     references = find_volumes(args.ref, "reference")
     sets = parse_prediction_sets(args.pred, references)
     masks = find_volumes(args.mask, "mask") if args.roi == "mask" else None
-    results = evaluate_sets(sets, references, args.roi, masks, args.bins, progress)
-    settings = {"roi": args.roi, "bins": args.bins, "cases": len(sets[0].folders), "references": str(args.ref),
+    results, error_rows = evaluate_sets(sets, references, args.roi, masks, args.bins, progress,
+                                        args.error_confidence_axis)
+    settings = {"roi": args.roi, "bins": args.bins, "error_confidence_axis": args.error_confidence_axis,
+                "cases": len(sets[0].folders), "references": str(args.ref),
                 "predictions": {s.name: sorted(str(f) for f in s.folders.values()) for s in sets},
                 "mask": None if args.mask is None else str(args.mask)}
     progress("writing report", 0.9)
     with atomic_output_folder(args.out, args.overwrite) as staging:
-        document = write_evaluation(staging, results, sets[0].class_names, settings)
+        document = write_evaluation(staging, results, error_rows, sets[0].class_names, settings)
     if args.progress != "json":
         print(json.dumps({name: method["pooled"] for name, method in document["methods"].items()}, indent=2))
     return document

@@ -1,4 +1,4 @@
-"""Write an evaluation: metrics.json, per_case.csv, reliability.csv, reliability PNGs, report.html.
+"""Write an evaluation: metrics.json, per_case.csv, reliability.csv, reliability PNGs, error_confidence.csv/.png, report.html.
 
 `methods` maps a method name to its list of `CaseResult` (same cases, same order, for every
 method). Empty values (a score undefined for a case, e.g. an empty ROI) are written as empty
@@ -18,6 +18,8 @@ from .binning import VARIANTS
 from .case_evaluation import (CaseResult, lower_is_better, marginal_curve, merged_histogram, pooled_scores, score_names,
                               subject_spread)
 from .comparison import best_or_equivalent, bootstrap_interval
+from .error_confidence import (OUTCOMES, UNITS, ErrorConfidenceRow, save_error_confidence_plot,
+                               summarize_error_confidence, write_error_confidence_csv)
 from .reliability_plots import save_reliability_diagram
 
 VARIANT_TITLES = {"top_label": "top-label", "class_wise": "class-wise (classes pooled)", "foreground": "binary foreground"}
@@ -106,6 +108,35 @@ def write_reliability(folder: Path, methods: dict[str, list[CaseResult]], summar
     return images
 
 
+def error_confidence_summary(error_rows: dict[str, list[ErrorConfidenceRow]]) -> dict:
+    """method -> class -> `summarize_error_confidence` of that class's rows (all cases)."""
+    return {method: {name: summarize_error_confidence([r for r in rows if r.class_name == name])
+                     for name in dict.fromkeys(r.class_name for r in rows)}
+            for method, rows in error_rows.items()}
+
+
+def _error_confidence_html(summary: dict, axis: int) -> list[str]:
+    lines = ["<h2>TP/FP/FN confidence</h2>",
+             (f"<p>Mean confidence of the predicted label on true positives, false positives and false negatives, per "
+              f"slice (axis {axis}) and per 3-D component; a trustworthy model is sure on TP and unsure on FP/FN. "
+              "Each cell: count, mean [median] confidence. Every row: error_confidence.csv.</p>"),
+             "<table><tr><th>method</th><th>class</th><th>unit</th>"
+             + "".join(f"<th>{o}</th>" for o in OUTCOMES["slice"]) + "</tr>"]
+    for method, classes in summary.items():
+        for name, units in classes.items():
+            for unit in UNITS:
+                cells = []
+                for outcome in OUTCOMES["slice"]:
+                    entry = units[unit].get(outcome)
+                    cells.append("<td>&ndash;</td>" if entry is None else
+                                 f"<td>{entry['count']}: {_cell(entry['mean_confidence'])} "
+                                 f"[{_cell(entry['median_confidence'])}]</td>")
+                lines.append(f"<tr><th>{html.escape(method)}</th><th>{html.escape(name)}</th><th>{unit}</th>"
+                             f"{''.join(cells)}</tr>")
+    lines += ["</table>", "<img src='error_confidence.png' alt='TP/FP/FN confidence'>"]
+    return lines
+
+
 def _file_safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
@@ -114,8 +145,8 @@ def _cell(value) -> str:
     return "&ndash;" if value is None else f"{value:.4g}"
 
 
-def write_html(path: Path, summary: dict, images: list[Path], settings: dict) -> None:
-    """A self-contained page: the method table (bold = best or not significantly different), then the diagrams."""
+def write_html(path: Path, summary: dict, images: list[Path], settings: dict, error_summary: dict) -> None:
+    """A self-contained page: the method table (bold = best or not significantly different), the diagrams, TP/FP/FN confidence."""
     methods = list(summary["methods"])
     scores = list(next(iter(summary["methods"].values()))["mean_over_cases"])
     lines = ["<!doctype html><html><head><meta charset='utf-8'><title>UncertaintySeg evaluation</title>",
@@ -138,16 +169,25 @@ def write_html(path: Path, summary: dict, images: list[Path], settings: dict) ->
         lines.append(f"<tr><th>{html.escape(score)}</th>{''.join(cells)}</tr>")
     lines.append("</table><h2>Reliability diagrams</h2>")
     lines += [f"<img src='{html.escape(p.name)}' alt='{html.escape(p.stem)}'>" for p in images]
-    lines.append("<p>Per case: per_case.csv; per bin: reliability.csv; everything: metrics.json.</p></body></html>")
+    lines += _error_confidence_html(error_summary, settings["error_confidence_axis"])
+    lines.append("<p>Per case: per_case.csv; per bin: reliability.csv; per slice and component: error_confidence.csv; "
+                 "everything: metrics.json.</p></body></html>")
     path.write_text("\n".join(lines) + "\n")
 
 
-def write_evaluation(folder: Path, methods: dict[str, list[CaseResult]], class_names: list[str], settings: dict) -> dict:
-    """Write every file of an evaluation into an existing (staging) folder; returns metrics.json's content."""
+def write_evaluation(folder: Path, methods: dict[str, list[CaseResult]], error_rows: dict[str, list[ErrorConfidenceRow]],
+                     class_names: list[str], settings: dict) -> dict:
+    """Write every file of an evaluation into an existing (staging) folder; returns metrics.json's content.
+
+    `error_rows`: method -> `ErrorConfidenceRow`s of all its cases; `settings` holds `error_confidence_axis`.
+    """
     summary = summarize_methods(methods, class_names)
-    document = {"settings": settings, "class_names": class_names, **summary}
+    error_summary = error_confidence_summary(error_rows)
+    document = {"settings": settings, "class_names": class_names, **summary, "error_confidence": error_summary}
     (folder / "metrics.json").write_text(json.dumps(document, indent=2) + "\n")
     write_per_case_csv(folder / "per_case.csv", methods, class_names)
     images = write_reliability(folder, methods, summary)
-    write_html(folder / "report.html", summary, images, settings)
+    write_error_confidence_csv(folder / "error_confidence.csv", error_rows)
+    save_error_confidence_plot(folder / "error_confidence.png", error_rows)
+    write_html(folder / "report.html", summary, images, settings, error_summary)
     return document
