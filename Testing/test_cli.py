@@ -120,7 +120,7 @@ def test_existing_output_folder_is_refused_unless_overwrite(image_path, small_mo
     assert predict(image_path, small_model_dir, out) == 2
     assert "already exists" in capsys.readouterr().err and (out / "keep.txt").read_text() == "precious"
     assert predict(image_path, small_model_dir, out, "--overwrite") == 0
-    assert sorted(os.listdir(out)) == ["entropy.nrrd", "labels.nrrd", "probabilities.nrrd", "run.json"]
+    assert sorted(os.listdir(out)) == ["entropy.nrrd", "labels.nrrd", "probabilities.nrrd", "run.json", "segments.csv"]
 
 
 def test_predict_default_model_on_a_real_case(test_case, tmp_path):

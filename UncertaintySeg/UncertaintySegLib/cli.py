@@ -1,4 +1,4 @@
-"""`uncertaintyseg predict|evaluate|demo|train`: the command line, for people and for the Slicer panel.
+"""`uncertaintyseg predict|evaluate|demo|train|insert-dropout`: the command line, for people and for the Slicer panel.
 
 Exit codes: 0 ok, 2 bad input (one line on stderr saying what to fix), 1 failure.
 `--progress json` prints one JSON object per line on stdout: {"stage": ..., "fraction": ...}.
@@ -15,8 +15,10 @@ import traceback
 from pathlib import Path
 
 from .errors import InputError
+from .dropout_command import add_insert_dropout_parser, run_insert_dropout
 from .evaluate import add_evaluate_parser, run_evaluate
 from .io import require_new_output_folder
+from .predict_command import add_predict_parser, run_predict
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -29,15 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="uncertaintyseg", description="Segmentation uncertainty and calibration.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    predict = commands.add_parser("predict", help="run a model (or read saved probabilities) and write probability, entropy and label volumes")
-    predict.add_argument("--image", required=True, type=Path, help="input volume: NIfTI, NRRD, MHA or a DICOM series folder")
-    source = predict.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="bundled model name, model folder or model.json, MONAI bundle folder, or TorchScript file")
-    source.add_argument("--probabilities", type=Path, help="probabilities saved by another tool: nnU-Net .npz or a 4-D volume")
-    predict.add_argument("--class-names", help="comma-separated class names for --probabilities (default: class 0, class 1, ...)")
-    predict.add_argument("--nnunet-axes", choices=("zyx", "xyz"), default="zyx", help="axis order of an nnU-Net .npz (default: zyx, nnU-Net's own)")
-    predict.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
-    _add_common(predict)
+    _add_common(add_predict_parser(commands))
+    _add_common(add_insert_dropout_parser(commands))
 
     add_evaluate_parser(commands)
 
@@ -72,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress(args.progress)
     try:
         require_new_output_folder(args.out, args.overwrite)  # before long work, not only when writing
-        {"predict": run_predict, "evaluate": run_evaluate, "demo": run_demo, "train": run_train}[args.command](args, progress)
+        {"predict": run_predict, "evaluate": run_evaluate, "demo": run_demo, "train": run_train,
+         "insert-dropout": run_insert_dropout}[args.command](args, progress)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -86,37 +82,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     progress("done", 1.0)
     return 0
-
-
-def run_predict(args, progress) -> None:
-    from .io import read_volume
-    from .outputs import run_record, write_prediction
-    from .pipeline import predict_volume, summarize
-
-    started = time.perf_counter()
-    progress("reading image", 0.0)
-    volume = read_volume(args.image)
-    if args.model:
-        from .models import load_model
-
-        progress("loading model", 0.05)
-        model = load_model(args.model)
-        prediction = predict_volume(volume, model, device=args.device, progress=progress)
-        model_info = {"name": model.spec.name, "source": str(model.source), "spec": model.spec.to_json()}
-    else:
-        import torch
-
-        from .precomputed import read_probabilities
-
-        probabilities = read_probabilities(args.probabilities, volume, args.nnunet_axes)
-        names = args.class_names.split(",") if args.class_names else [f"class {c}" for c in range(probabilities.num_channels)]
-        if len(names) != probabilities.num_channels:
-            raise InputError(f"--class-names lists {len(names)} names, the probabilities have {probabilities.num_channels} classes.")
-        prediction = summarize(torch.from_numpy(probabilities.array), names, volume.geometry, progress)
-        model_info = {"name": "precomputed", "source": str(args.probabilities)}
-    prediction.timings["total_s"] = round(time.perf_counter() - started, 4)
-    progress("writing outputs", 0.9)
-    write_prediction(args.out, prediction, run_record(prediction, model_info, {"device": args.device}, str(args.image)), args.overwrite)
 
 
 def run_demo(args, progress) -> None:

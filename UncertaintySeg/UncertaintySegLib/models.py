@@ -43,6 +43,7 @@ class ModelSpec:
     network: dict | None = None  # {"name": MONAI class, "args": {...}} for monai_network
     weights: str | tuple[str, ...] = "model.pt"  # relative to the spec's folder; several: ensemble members
     description: str = ""
+    inserted_dropout: dict | None = None  # {"placement": "decoder"|"center", "p": float, "retrained": bool}
 
     @property
     def weight_files(self) -> tuple[str, ...]:
@@ -64,6 +65,7 @@ class ModelSpec:
             "roi_size": list(self.roi_size), "normalization": dict(self.normalization),
             "output": self.output, "activation": self.activation, "format": self.format,
             "network": self.network, "weights": self.weights if isinstance(self.weights, str) else list(self.weights),
+            **({"inserted_dropout": dict(self.inserted_dropout)} if self.inserted_dropout else {}),
         }
 
 
@@ -102,6 +104,11 @@ def spec_from_json(data: dict, source: str = "model.json") -> ModelSpec:
         fail(f"'format' must be one of {FORMATS}, found '{spec.format}'")
     if spec.format == "monai_network" and not (isinstance(spec.network, dict) and "name" in spec.network):
         fail("format 'monai_network' needs 'network': {\"name\": <MONAI network class>, \"args\": {...}}")
+    inserted = spec.inserted_dropout
+    if inserted is not None and not (isinstance(inserted, dict) and inserted.get("placement") in ("decoder", "center")
+                                     and isinstance(inserted.get("p"), (int, float)) and spec.format == "monai_network"):
+        fail(f"'inserted_dropout' must be {{\"placement\": \"decoder\"|\"center\", \"p\": <0..1>, \"retrained\": true|false}} "
+             f"on a monai_network model, found {inserted!r}")
     return spec
 
 
@@ -126,6 +133,21 @@ class LoadedModel:
     def network(self):
         """The first (or only) network."""
         return self.networks[0]
+
+
+def combine_models(models: list[LoadedModel]) -> LoadedModel:
+    """Several loaded models with the same spec (but their weights) -> one ensemble of all their networks."""
+    if len(models) == 1:
+        return models[0]
+    first = models[0].spec.to_json()
+    for other in models[1:]:
+        theirs = other.spec.to_json()
+        different = sorted(k for k in first if k not in ("name", "description", "weights") and first[k] != theirs.get(k))
+        if different:
+            raise ModelError(f"models '{models[0].source}' and '{other.source}' differ in {different}: ensemble members "
+                             "must share classes, input, normalization, output and network; give models trained alike.")
+    networks = [network for model in models for network in model.networks]
+    return LoadedModel(spec=models[0].spec, networks=networks, source=models[0].source)
 
 
 def bundled_model_names() -> list[str]:
@@ -176,6 +198,10 @@ def load_network(spec: ModelSpec, spec_path: Path, weights: Path):
         network = load_torchscript(weights)
     else:
         network = build_monai_network(spec.network, spec_path)
+        if spec.inserted_dropout:
+            from .dropout_insertion import insert_dropout
+
+            insert_dropout(network, spec.inserted_dropout["placement"], float(spec.inserted_dropout["p"]))
         load_state_dict_into(network, weights)
     return network.eval()
 

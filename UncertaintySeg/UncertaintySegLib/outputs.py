@@ -41,7 +41,7 @@ def run_record(prediction: Prediction, model: dict, settings: dict, input_path: 
         "spacing": list(prediction.geometry.spacing), "timings": prediction.timings,
         "sampling": prediction.sampling,
         "outputs": {**OUTPUT_FILES, **{name: SAMPLE_MAP_FILES[name] for name in prediction.sample_maps()}},
-        "entropy_units": "nats", "versions": versions(),
+        "entropy_units": prediction.entropy_units, "versions": versions(),
     }
 
 

@@ -39,6 +39,7 @@ class Prediction:
     mutual_information: np.ndarray | None = None
     variance: np.ndarray | None = None
     sampling: dict = field(default_factory=dict)
+    entropy_units: str = "nats"  # or "fraction of log C" once normalised
 
     @property
     def probability_volume(self) -> Volume:

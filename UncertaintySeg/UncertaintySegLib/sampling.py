@@ -87,10 +87,11 @@ def default_plan(members: int) -> SamplingPlan:
 
 
 def dropout_layers(network) -> list[str]:
-    """Names of the dropout modules of a torch network (`[]` for TorchScript without modules)."""
+    """Names of the dropout modules with p > 0 of a torch network (MONAI builds p = 0 ones when dropout is off)."""
     import torch
 
-    return [name for name, module in network.named_modules() if isinstance(module, torch.nn.modules.dropout._DropoutNd)]
+    return [name for name, module in network.named_modules()
+            if isinstance(module, torch.nn.modules.dropout._DropoutNd) and module.p > 0]
 
 
 @contextlib.contextmanager

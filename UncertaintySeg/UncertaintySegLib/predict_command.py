@@ -1,0 +1,157 @@
+"""`uncertaintyseg predict`: options, and the run from files to an output folder.
+
+    uncertaintyseg predict --image case.nii.gz --model hippocampus-dice --method ensemble+tta --out out/case
+    uncertaintyseg predict --image case.nii.gz --model hippocampus --method mc_dropout --samples 20 --out out/case
+    uncertaintyseg predict --image case.nii.gz --model a/model.json b/model.json --method ensemble --out out/case
+
+Writes the volumes of `outputs.py`, `segments.csv` (per-segment and per-component volume, mean
+entropy, mean MI and quality flag), optionally every sample under `samples/`, and `run.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+from .errors import InputError
+from .sampling import METHODS, SamplingPlan, default_plan, parse_method
+
+SEGMENTS_FILE = "segments.csv"
+
+
+def add_predict_parser(subparsers) -> argparse.ArgumentParser:
+    predict = subparsers.add_parser("predict", help="run a model (or read saved probabilities) and write probability, "
+                                                    "uncertainty and label volumes and per-segment scores")
+    predict.add_argument("--image", required=True, type=Path, help="input volume: NIfTI, NRRD, MHA or a DICOM series folder")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", nargs="+", help="bundled model name, model folder or model.json, MONAI bundle folder, or "
+                                                   "TorchScript file; several: the members of one ensemble (same classes)")
+    source.add_argument("--probabilities", type=Path, help="probabilities saved by another tool: nnU-Net .npz or a 4-D volume")
+    predict.add_argument("--class-names", help="comma-separated class names for --probabilities (default: class 0, class 1, ...)")
+    predict.add_argument("--nnunet-axes", choices=("zyx", "xyz"), default="zyx", help="axis order of an nnU-Net .npz (default: zyx, nnU-Net's own)")
+    predict.add_argument("--method", help=f"{', '.join(METHODS)}, or a combination such as ensemble+tta or ensemble+mc_dropout "
+                                          "(default: ensemble for an ensemble model, else softmax)")
+    predict.add_argument("--samples", type=int, default=20, help="MC dropout passes per network and flip (default: 20)")
+    predict.add_argument("--seed", type=int, default=0, help="seed of the first MC dropout pass (default: 0)")
+    predict.add_argument("--tta-axes", default="0,1,2", help="image axes (0=I, 1=J, 2=K) whose flips TTA combines (default: 0,1,2: 8 flips)")
+    predict.add_argument("--insert-dropout", choices=("decoder", "center"),
+                         help="insert dropout into a MONAI UNet without it (not retrained: see `insert-dropout --retrain`)")
+    predict.add_argument("--dropout-p", type=float, default=0.1, help="probability of inserted dropout (default: 0.1)")
+    predict.add_argument("--save-samples", action="store_true", help="also write every sample's probabilities under samples/")
+    predict.add_argument("--normalize-uncertainty", action="store_true", help="divide entropy, expected entropy and MI by log C (range [0, 1])")
+    predict.add_argument("--flag-threshold", help="mean segment entropy above which a segment is flagged 'check': a number, "
+                                                  "or the thresholds.json that `evaluate` fits on labelled cases")
+    predict.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    return predict
+
+
+def sampling_plan(args, members: int) -> SamplingPlan:
+    if not args.method:
+        return default_plan(members)
+    try:
+        axes = tuple(int(axis) for axis in args.tta_axes.split(",") if axis.strip())
+    except ValueError:
+        raise InputError(f"--tta-axes {args.tta_axes!r}: expected comma-separated axes among 0, 1, 2.") from None
+    return SamplingPlan(methods=parse_method(args.method), samples=args.samples, seed=args.seed, tta_axes=axes)
+
+
+def read_thresholds(value: str | None, normalized: bool) -> dict | float | None:
+    """--flag-threshold: a number, or a JSON file {"thresholds": {class: value}, "entropy_units": ...}."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        data = json.loads(Path(value).read_text())
+        thresholds, units = dict(data["thresholds"]), data.get("entropy_units", "nats")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InputError(f"--flag-threshold {value!r} is neither a number nor a thresholds.json written by `evaluate` ({error}).") from None
+    wanted = "fraction of log C" if normalized else "nats"
+    if units != wanted:
+        raise InputError(f"thresholds in {value} are in {units}, this run's entropy is in {wanted}: "
+                         f"{'drop' if units == 'nats' else 'add'} --normalize-uncertainty or fit thresholds in the same units.")
+    return {name: float(threshold) for name, threshold in thresholds.items()}
+
+
+def run_predict(args, progress) -> None:
+    from .io import atomic_output_folder, read_volume
+    from .outputs import run_record, write_prediction_files
+    from .segment_scores import segment_scores, write_segment_csv
+
+    started = time.perf_counter()
+    thresholds = read_thresholds(args.flag_threshold, args.normalize_uncertainty)
+    progress("reading image", 0.0)
+    volume = read_volume(args.image)
+    with atomic_output_folder(args.out, overwrite=args.overwrite) as staging:
+        if args.model:
+            prediction, model_info = predict_with_model(args, volume, staging, progress)
+        else:
+            prediction, model_info = read_precomputed(args, volume, progress)
+        if args.normalize_uncertainty:
+            normalize_uncertainty(prediction)
+        segments = segment_scores(prediction.labels, prediction.entropy, volume.geometry.spacing, prediction.class_names,
+                                  prediction.mutual_information, thresholds)
+        prediction.timings["total_s"] = round(time.perf_counter() - started, 4)
+        progress("writing outputs", 0.9)
+        settings = {"device": args.device, "normalize_uncertainty": args.normalize_uncertainty, "flag_threshold": thresholds}
+        record = run_record(prediction, model_info, settings, str(args.image))
+        record["outputs"]["segments"] = SEGMENTS_FILE
+        write_segment_csv(staging / SEGMENTS_FILE, segments)
+        write_prediction_files(staging, prediction, record)
+
+
+def predict_with_model(args, volume, staging: Path, progress):
+    from .io import Volume, write_volume
+    from .models import combine_models, load_model
+    from .pipeline import predict_volume
+
+    progress("loading model", 0.05)
+    model = combine_models([load_model(path) for path in args.model])
+    inserted = None
+    if args.insert_dropout:
+        from .dropout_insertion import insert_dropout
+
+        modules = [insert_dropout(network, args.insert_dropout, args.dropout_p) for network in model.networks]
+        inserted = {"placement": args.insert_dropout, "p": args.dropout_p, "retrained": False, "modules": modules[0]}
+    on_sample = None
+    if args.save_samples:
+        (staging / "samples").mkdir()
+        on_sample = (lambda index, label, probabilities: write_volume(
+            staging / "samples" / f"sample_{index:03d}.nrrd", Volume(probabilities.numpy(), volume.geometry)))
+    prediction = predict_volume(volume, model, device=args.device, progress=progress,
+                                plan=sampling_plan(args, len(model.networks)), on_sample=on_sample)
+    info = {"name": model.spec.name, "source": str(model.source), "spec": model.spec.to_json(),
+            "inserted_dropout": inserted or model.spec.inserted_dropout}
+    return prediction, info
+
+
+def read_precomputed(args, volume, progress):
+    import torch
+
+    from .pipeline import summarize
+    from .precomputed import read_probabilities
+
+    if args.method or args.insert_dropout or args.save_samples:
+        raise InputError("--method, --insert-dropout and --save-samples need --model: saved probabilities are one sample.")
+    probabilities = read_probabilities(args.probabilities, volume, args.nnunet_axes)
+    names = args.class_names.split(",") if args.class_names else [f"class {c}" for c in range(probabilities.num_channels)]
+    if len(names) != probabilities.num_channels:
+        raise InputError(f"--class-names lists {len(names)} names, the probabilities have {probabilities.num_channels} classes.")
+    prediction = summarize(torch.from_numpy(probabilities.array), names, volume.geometry, progress)
+    prediction.sampling = {"method": "precomputed", "samples_drawn": 1}
+    return prediction, {"name": "precomputed", "source": str(args.probabilities)}
+
+
+def normalize_uncertainty(prediction) -> None:
+    """Entropy, expected entropy and MI divided by log C, in place (range [0, 1])."""
+    scale = 1.0 / math.log(len(prediction.class_names))
+    for name in ("entropy", "expected_entropy", "mutual_information"):
+        array = getattr(prediction, name)
+        if array is not None:
+            array *= scale
+    prediction.entropy_units = "fraction of log C"
