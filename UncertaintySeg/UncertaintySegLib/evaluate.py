@@ -7,6 +7,8 @@ A prediction folder is what `uncertaintyseg predict` writes (probabilities.nrrd,
 run.json); `--pred` takes such folders, or folders of them, one sub-folder per case. A case's
 id is its folder's name (or, failing a match, the stem of run.json's input image); references
 (`--ref`: a label volume, or a folder of them) are matched by file name without extension.
+Besides the calibration report it writes segment_quality.csv/.json/.png (Dice vs mean segment
+entropy, their correlation) and thresholds.json (a fitted mean-entropy flag for `predict`).
 Cases are read one at a time, so memory is that of one case; across cases only small records
 are kept (histograms, and the TP/FP/FN confidence rows of `error_confidence`: one per slice and
 component). The metric modules (and Numba) are imported when evaluating, not when the CLI's
@@ -24,7 +26,7 @@ import numpy as np
 
 from .errors import InputError
 from .io import READABLE, Volume, atomic_output_folder, read_volume
-from .outputs import OUTPUT_FILES
+from .outputs import OUTPUT_FILES, SAMPLE_MAP_FILES
 from .roi import ROI_KINDS, roi_mask
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -57,6 +59,8 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--error-confidence-axis", type=int, choices=(0, 1, 2), default=2,
                         help="axis of the (I, J, K) volume whose slices are scored TP/FP/FN/TN in "
                              "error_confidence.csv (default: 2)")
+    parser.add_argument("--dice-floor", type=float, default=0.8,
+                        help="segments below this Dice count as poor when fitting thresholds.json's mean-entropy flag (default: 0.8)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (written whole or not at all)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--progress", choices=("json", "text", "none"), default="text",
@@ -198,19 +202,37 @@ def read_prediction(folder: Path, reference: Volume, reference_path: Path, num_c
     return probabilities, predicted
 
 
+def read_uncertainty(folder: Path, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Entropy `(I, J, K)` (entropy.nrrd, else from the probabilities), MI (or None) and the entropy units of a prediction folder."""
+    record = _run_record(folder)
+    entropy_path = folder / OUTPUT_FILES["entropy"]
+    if entropy_path.is_file():
+        entropy, units = read_volume(entropy_path).array, record.get("entropy_units", "nats")
+    else:
+        from scipy.special import entr
+
+        entropy, units = entr(probabilities).sum(axis=0), "nats"
+    mi_path = folder / SAMPLE_MAP_FILES["mutual_information"]
+    return entropy, (read_volume(mi_path).array if mi_path.is_file() else None), units
+
+
 def evaluate_sets(sets: list[PredictionSet], references: dict[str, Path], roi: str, masks: dict[str, Path] | None,
-                  bins: int, progress, axis: int) -> tuple[dict[str, list], dict[str, list]]:
+                  bins: int, progress, axis: int) -> tuple[dict[str, list], dict[str, list], dict[str, list], set[str]]:
     """Every case of every set, one case read at a time.
 
-    Returns, per set: its `CaseResult`s (same case order for every set), and its
-    `ErrorConfidenceRow`s (every foreground class, slices along `axis`, and components).
+    Returns, per set: its `CaseResult`s (same case order for every set), its `ErrorConfidenceRow`s
+    (every foreground class, slices along `axis`, and components), its `SegmentQualityRow`s; and
+    the entropy units met.
     """
     from .case_evaluation import evaluate_case
     from .error_confidence import case_error_confidence
+    from .segment_quality import case_segment_quality
 
     cases = sorted(sets[0].folders)
     results = {s.name: [] for s in sets}
     error_rows = {s.name: [] for s in sets}
+    quality_rows = {s.name: [] for s in sets}
+    units = set()
     num_classes = len(sets[0].class_names)
     for index, case in enumerate(cases):
         progress("evaluating", 0.05 + 0.8 * index / len(cases), case=case)
@@ -231,15 +253,20 @@ def evaluate_sets(sets: list[PredictionSet], references: dict[str, Path], roi: s
                 rows = case_error_confidence(case, probabilities.array, reference.array, prediction_set.class_names, axis)
             except InputError as error:
                 raise InputError(f"case '{case}' of '{prediction_set.name}' ({folder}): {error}") from None
+            entropy, mutual_information, entropy_units = read_uncertainty(folder, probabilities.array)
+            units.add(entropy_units)
             results[prediction_set.name].append(result)
             error_rows[prediction_set.name] += rows
-    return results, error_rows
+            quality_rows[prediction_set.name] += case_segment_quality(
+                prediction_set.name, case, predicted, reference.array, entropy, prediction_set.class_names, mutual_information)
+    return results, error_rows, quality_rows, units
 
 
 def run_evaluate(args, progress) -> dict:
     """The `evaluate` command: read, evaluate, write the output folder whole; returns metrics.json's content."""
     from .calibration_metrics import CalibrationHistogram
     from .evaluation_report import write_evaluation
+    from .segment_quality import write_segment_quality
 
     if args.bins < 1 or args.bins > CalibrationHistogram(2).grid:
         raise InputError(f"--bins {args.bins}: expected a number of bins between 1 and {CalibrationHistogram(2).grid}.")
@@ -249,8 +276,12 @@ def run_evaluate(args, progress) -> dict:
     references = find_volumes(args.ref, "reference")
     sets = parse_prediction_sets(args.pred, references)
     masks = find_volumes(args.mask, "mask") if args.roi == "mask" else None
-    results, error_rows = evaluate_sets(sets, references, args.roi, masks, args.bins, progress,
-                                        args.error_confidence_axis)
+    if not 0.0 < args.dice_floor < 1.0:
+        raise InputError(f"--dice-floor {args.dice_floor}: expected a Dice between 0 and 1 (e.g. 0.8).")
+    results, error_rows, quality_rows, units = evaluate_sets(sets, references, args.roi, masks, args.bins, progress,
+                                                             args.error_confidence_axis)
+    if len(units) > 1:
+        raise InputError(f"predictions mix entropy units {sorted(units)}: run predict with or without --normalize-uncertainty for all.")
     settings = {"roi": args.roi, "bins": args.bins, "error_confidence_axis": args.error_confidence_axis,
                 "cases": len(sets[0].folders), "references": str(args.ref),
                 "predictions": {s.name: sorted(str(f) for f in s.folders.values()) for s in sets},
@@ -258,6 +289,7 @@ def run_evaluate(args, progress) -> dict:
     progress("writing report", 0.9)
     with atomic_output_folder(args.out, args.overwrite) as staging:
         document = write_evaluation(staging, results, error_rows, sets[0].class_names, settings)
+        write_segment_quality(staging, quality_rows, sets[0].class_names, args.dice_floor, units.pop())
     if args.progress != "json":
         print(json.dumps({name: method["pooled"] for name, method in document["methods"].items()}, indent=2))
     return document
