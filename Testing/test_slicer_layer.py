@@ -147,3 +147,24 @@ def test_slice_view_shows_the_entropy_overlay_where_the_model_is_unsure(hippocam
     writer.SetInputData(image)
     writer.Write()
     assert (tmp_path / "slice.png").stat().st_size > 1000
+
+
+def test_mc_dropout_adds_a_mutual_information_overlay(mrml_scene, test_case):
+    scene, appLogic = mrml_scene
+    addSliceView(appLogic)
+    volume = read_volume(test_case[0])
+    inputNode = addVolumeNode(scene, volume.array, volume.geometry, "hippocampus case")
+    result = UncertaintySegLogicBase().run(inputNode, model="hippocampus", device="cpu", method="mc_dropout", samples=4,
+                                           overlay="mutual_information")
+    mi = volumeFromNode(result.mutualInformationNode).array
+    assert mi.min() >= 0 and mi.max() > 0 and mi.max() <= volumeFromNode(result.entropyNode).array.max() + 1e-6
+    assert result.mutualInformationNode.GetDisplayNode().GetColorNodeID() == INFERNO
+    compositeIDs = [scene.GetNthNodeByClass(n, "vtkMRMLSliceCompositeNode").GetForegroundVolumeID()
+                    for n in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode"))]
+    assert compositeIDs and all(nodeID == result.mutualInformationNode.GetID() for nodeID in compositeIDs)
+    shNode = scene.GetSubjectHierarchyNode()
+    assert shNode.GetItemParent(shNode.GetItemByDataNode(result.mutualInformationNode)) == result.folderItemID
+    single = UncertaintySegLogicBase().run(inputNode, model="hippocampus", device="cpu")
+    assert single.mutualInformationNode is None
+    with pytest.raises(ValueError, match="not one of \[.entropy.\]"):
+        UncertaintySegLogicBase().run(inputNode, model="hippocampus", device="cpu", overlay="variance")

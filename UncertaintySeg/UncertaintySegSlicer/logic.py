@@ -4,8 +4,8 @@
 the GUI and the tests (against a real `slicer-core` scene) run the same code:
 
     logic = slicer.util.getModuleLogic("UncertaintySeg")
-    result = logic.run(volumeNode, model="hippocampus")
-    result.probabilityNodes, result.entropyNode, result.segmentationNode
+    result = logic.run(volumeNode, model="hippocampus", method="mc_dropout", samples=20)
+    result.probabilityNodes, result.entropyNode, result.mutualInformationNode, result.segmentationNode
 """
 
 import math
@@ -28,27 +28,35 @@ class RunResult:
     folderItemID: int
     probabilityNodes: dict = field(default_factory=dict)  # class name -> vtkMRMLScalarVolumeNode
     entropyNode: object = None
+    mutualInformationNode: object = None  # only when several samples were drawn
     segmentationNode: object = None
     timings: dict = field(default_factory=dict)
 
 
 class UncertaintySegLogicBase:
-    def run(self, inputVolume, model="hippocampus", device="auto", overlay="entropy", overlayOpacity=0.5):
+    def run(self, inputVolume, model="hippocampus", device="auto", method=None, samples=20, seed=0,
+            overlay="entropy", overlayOpacity=0.5):
         """Run `model` on `inputVolume` (left unchanged) and add probability, entropy and label outputs.
 
-        `overlay` is "entropy" or a class name: the volume shown over the input.
+        `method`: "softmax", "mc_dropout", "ensemble", "tta" or a combination ("ensemble+tta"); the
+        default averages an ensemble's members, else one softmax pass. With several samples a mutual
+        information volume is added too. `overlay` is "entropy", "mutual_information" or a class name:
+        the volume shown over the input.
         """
         from UncertaintySegLib.models import load_model
         from UncertaintySegLib.pipeline import predict_volume
+        from UncertaintySegLib.sampling import SamplingPlan, parse_method
 
         loadedModel = load_model(model)
-        prediction = predict_volume(volumeFromNode(inputVolume), loadedModel, device=device)
+        plan = SamplingPlan(methods=parse_method(method), samples=samples, seed=seed) if method else None
+        prediction = predict_volume(volumeFromNode(inputVolume), loadedModel, device=device, plan=plan)
         return self.addPredictionToScene(inputVolume, prediction, loadedModel.spec.name, overlay, overlayOpacity)
 
     def addPredictionToScene(self, inputVolume, prediction, modelName, overlay="entropy", overlayOpacity=0.5):
         """Output nodes for a core `Prediction` computed on `inputVolume`'s grid."""
-        if overlay != "entropy" and overlay not in prediction.class_names[1:]:
-            raise ValueError(f"overlay '{overlay}' is not 'entropy' or one of the classes {list(prediction.class_names[1:])}.")
+        maps = ["entropy"] + (["mutual_information"] if prediction.mutual_information is not None else [])
+        if overlay not in maps and overlay not in prediction.class_names[1:]:
+            raise ValueError(f"overlay '{overlay}' is not one of {maps} or the classes {list(prediction.class_names[1:])}.")
         scene = inputVolume.GetScene()
         inputName = inputVolume.GetName()
         result = RunResult(folderItemID=createFolder(scene, f"UncertaintySeg {modelName}: {inputName}"), timings=dict(prediction.timings))
@@ -61,10 +69,14 @@ class UncertaintySegLogicBase:
         maxEntropy = math.log(len(prediction.class_names))
         result.entropyNode = addVolumeNode(scene, prediction.entropy, prediction.geometry, f"{inputName} entropy")
         setFixedDisplayRange(result.entropyNode, INFERNO, 0.0, maxEntropy, transparentBelow=TRANSPARENT_FRACTION * maxEntropy)
+        if prediction.mutual_information is not None:
+            result.mutualInformationNode = addVolumeNode(scene, prediction.mutual_information, prediction.geometry, f"{inputName} mutual information")
+            setFixedDisplayRange(result.mutualInformationNode, INFERNO, 0.0, maxEntropy, transparentBelow=TRANSPARENT_FRACTION * maxEntropy)
         result.segmentationNode = addSegmentationFromLabels(
             scene, prediction.labels, prediction.geometry, prediction.class_names, f"{inputName} segmentation", inputVolume)
-        for node in [*result.probabilityNodes.values(), result.entropyNode, result.segmentationNode]:
-            placeInFolder(result.folderItemID, node)
-        shown = result.entropyNode if overlay == "entropy" else result.probabilityNodes[overlay]
+        for node in [*result.probabilityNodes.values(), result.entropyNode, result.mutualInformationNode, result.segmentationNode]:
+            if node is not None:
+                placeInFolder(result.folderItemID, node)
+        shown = {"entropy": result.entropyNode, "mutual_information": result.mutualInformationNode}.get(overlay) or result.probabilityNodes[overlay]
         showOverlay(inputVolume, shown, overlayOpacity)
         return result
