@@ -166,5 +166,5 @@ def test_mc_dropout_adds_a_mutual_information_overlay(mrml_scene, test_case):
     assert shNode.GetItemParent(shNode.GetItemByDataNode(result.mutualInformationNode)) == result.folderItemID
     single = UncertaintySegLogicBase().run(inputNode, model="hippocampus", device="cpu")
     assert single.mutualInformationNode is None
-    with pytest.raises(ValueError, match="not one of \[.entropy.\]"):
+    with pytest.raises(ValueError, match=r"not one of \[.entropy.\]"):
         UncertaintySegLogicBase().run(inputNode, model="hippocampus", device="cpu", overlay="variance")
