@@ -173,3 +173,18 @@ def test_predict_volume_writes_sample_maps_only_for_several_samples():
     assert sampled.sampling == {"method": "mc_dropout", "samples": 4, "seed": 0, "tta_axes": [0, 1, 2], "samples_drawn": 4}
     assert sampled.variance.shape == (3, 10, 12, 9) and sampled.mutual_information.shape == (10, 12, 9)
     assert dropout_layers(model.network) == ["dropout"]
+
+
+def test_tta_on_axes_the_model_was_not_trained_for_is_flagged():
+    from dataclasses import replace
+
+    from UncertaintySegLib.sampling import tta_warning
+
+    plan = SamplingPlan(parse_method("tta"), tta_axes=(0, 2))
+    assert "does not declare flip_axes" in tta_warning(plan, SPEC) and "[0, 2]" in tta_warning(plan, SPEC)
+    assert "[2]" in tta_warning(plan, replace(SPEC, flip_axes=(0,)))
+    assert tta_warning(plan, replace(SPEC, flip_axes=(0, 1, 2))) is None
+    assert tta_warning(SamplingPlan(parse_method("mc_dropout")), SPEC) is None
+    model = LoadedModel(spec=SPEC, networks=[DropoutNet().eval()], source="toy")
+    volume = Volume(asymmetric_image()[0], Geometry(spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=tuple(np.eye(3).ravel())))
+    assert "warning" in predict_volume(volume, model, device="cpu", plan=plan).sampling

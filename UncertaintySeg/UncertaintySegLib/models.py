@@ -44,6 +44,7 @@ class ModelSpec:
     weights: str | tuple[str, ...] = "model.pt"  # relative to the spec's folder; several: ensemble members
     description: str = ""
     inserted_dropout: dict | None = None  # {"placement": "decoder"|"center", "p": float, "retrained": bool}
+    flip_axes: tuple[int, ...] | None = None  # (I, J, K) axes the network was trained flip-invariant on (safe for TTA)
 
     @property
     def weight_files(self) -> tuple[str, ...]:
@@ -66,6 +67,7 @@ class ModelSpec:
             "output": self.output, "activation": self.activation, "format": self.format,
             "network": self.network, "weights": self.weights if isinstance(self.weights, str) else list(self.weights),
             **({"inserted_dropout": dict(self.inserted_dropout)} if self.inserted_dropout else {}),
+            **({"flip_axes": list(self.flip_axes)} if self.flip_axes is not None else {}),
         }
 
 
@@ -87,7 +89,8 @@ def spec_from_json(data: dict, source: str = "model.json") -> ModelSpec:
     if not (isinstance(weights, str) or (isinstance(weights, list) and weights and all(isinstance(w, str) for w in weights))):
         fail(f"'weights' must be a file name or a non-empty list of file names (ensemble members), found {weights!r}")
     spec = ModelSpec(**{**data, "class_names": tuple(data["class_names"]), "weights": weights if isinstance(weights, str) else tuple(weights),
-                        "roi_size": tuple(data.get("roi_size", ModelSpec.roi_size))})
+                        "roi_size": tuple(data.get("roi_size", ModelSpec.roi_size)),
+                        "flip_axes": None if data.get("flip_axes") is None else tuple(data["flip_axes"])})
     if len(spec.class_names) < 2:
         fail(f"'class_names' must list at least 2 classes including background, found {list(spec.class_names)}")
     if spec.output not in ("logits", "probabilities"):
@@ -104,6 +107,8 @@ def spec_from_json(data: dict, source: str = "model.json") -> ModelSpec:
         fail(f"'format' must be one of {FORMATS}, found '{spec.format}'")
     if spec.format == "monai_network" and not (isinstance(spec.network, dict) and "name" in spec.network):
         fail("format 'monai_network' needs 'network': {\"name\": <MONAI network class>, \"args\": {...}}")
+    if spec.flip_axes is not None and not set(spec.flip_axes) <= {0, 1, 2}:
+        fail(f"'flip_axes' lists the (I, J, K) axes the network is flip-invariant on, among 0, 1, 2; found {list(spec.flip_axes)}")
     inserted = spec.inserted_dropout
     if inserted is not None and not (isinstance(inserted, dict) and inserted.get("placement") in ("decoder", "center")
                                      and isinstance(inserted.get("p"), (int, float)) and spec.format == "monai_network"):

@@ -17,7 +17,7 @@ from .inference import check_image
 from .io import Geometry, Volume
 from .models import LoadedModel
 from .progress import Progress
-from .sampling import SamplingPlan, default_plan, sample_probabilities
+from .sampling import SamplingPlan, default_plan, sample_probabilities, tta_warning
 from .uncertainty import label_map, predictive_entropy
 
 
@@ -80,6 +80,9 @@ def predict_volume(volume: Volume, model: LoadedModel, device: str = "auto", pro
         prediction.mutual_information = maps["mutual_information"].numpy()
         prediction.variance = maps["variance"].numpy()
     prediction.sampling = {**plan.to_json(), "samples_drawn": moments.count}
+    warning = tta_warning(plan, model.spec)
+    if warning:
+        prediction.sampling["warning"] = warning
     prediction.timings.update(inference_s=round(inference_seconds, 4), **sampling_timings)
     return prediction
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -125,6 +126,8 @@ def predict_with_model(args, volume, staging: Path, progress):
             staging / "samples" / f"sample_{index:03d}.nrrd", Volume(probabilities.numpy(), volume.geometry)))
     prediction = predict_volume(volume, model, device=args.device, progress=progress,
                                 plan=sampling_plan(args, len(model.networks)), on_sample=on_sample)
+    if "warning" in prediction.sampling:
+        print(f"warning: {prediction.sampling['warning']}", file=sys.stderr)
     info = {"name": model.spec.name, "source": str(model.source), "spec": model.spec.to_json(),
             "inserted_dropout": inserted or model.spec.inserted_dropout}
     return prediction, info

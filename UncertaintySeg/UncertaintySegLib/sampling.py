@@ -86,6 +86,23 @@ def default_plan(members: int) -> SamplingPlan:
     return SamplingPlan(methods=frozenset({"ensemble"} if members > 1 else {"softmax"}))
 
 
+def tta_warning(plan: SamplingPlan, spec: ModelSpec) -> str | None:
+    """A warning when TTA flips axes the model was not trained to be invariant to (`flip_axes` in model.json).
+
+    Measured: the bundled hippocampus models, trained without flips, drop from Dice 0.86 to 0.20 with
+    all 8 flips of axes 0, 1, 2, and to 0.70-0.81 with a single axis, on 6 test cases.
+    """
+    if "tta" not in plan.methods:
+        return None
+    safe = set(spec.flip_axes or ())
+    unsafe = [axis for axis in plan.tta_axes if axis not in safe]
+    if not unsafe:
+        return None
+    declared = f"declares flip_axes {sorted(safe)}" if spec.flip_axes is not None else "does not declare flip_axes"
+    return (f"model '{spec.name}' {declared}, but TTA flips axes {unsafe}: a network not trained with those flips can "
+            "segment the flipped image badly and lower Dice; check on labelled cases, or use --tta-axes with safe axes.")
+
+
 def dropout_layers(network) -> list[str]:
     """Names of the dropout modules with p > 0 of a torch network (MONAI builds p = 0 ones when dropout is off)."""
     import torch
