@@ -226,9 +226,9 @@ def plot_scores(path: Path, rows: list[dict], table: list[dict], title: str) -> 
     axes.set_xlabel("mean entropy over the predicted foreground (nats); shaded: in-distribution range")
     axes.set_title(f"Out-of-distribution scores: {title}", fontsize=10)
     present = dict.fromkeys(group_kind(group) for group in groups)
-    axes.legend(handles=[plt.Line2D([], [], marker="o", linestyle="", color=colours[kind], label=kind) for kind in present],
-                loc="upper center", bbox_to_anchor=(0.5, -0.5 / len(groups) - 0.1), ncol=len(present), fontsize=8, frameon=False)
+    figure.legend(handles=[plt.Line2D([], [], marker="o", linestyle="", color=colours[kind], label=kind) for kind in present],
+                  loc="lower center", ncol=len(present), fontsize=8, frameon=False)
     axes.grid(axis="x", alpha=0.3)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.4 / figure.get_figheight(), 1, 1))
     figure.savefig(path, dpi=120)
     plt.close(figure)
