@@ -10,12 +10,11 @@ import argparse
 import json
 import os
 import sys
-import time
 import traceback
 from pathlib import Path
 
-from .errors import InputError
 from .dropout_command import add_insert_dropout_parser, run_insert_dropout
+from .errors import InputError
 from .evaluate import add_evaluate_parser, run_evaluate
 from .io import require_new_output_folder
 from .ood_command import add_ood_parser, run_ood

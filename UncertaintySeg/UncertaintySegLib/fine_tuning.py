@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .progress import Progress
-from .train import augment, make_loss, place_in_roi
+from .train import make_loss, place_in_roi, train_epoch
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class FineTuneSettings:
 def split_holdout(cases: list, fraction: float = 0.2, seed: int = 0) -> tuple[list, list]:
     """(fit, holdout): a seeded random `fraction` of the cases (at least one) held out for choosing the epoch."""
     order = np.random.default_rng(seed).permutation(len(cases))
-    held = max(1, int(round(fraction * len(cases))))
+    held = max(1, round(fraction * len(cases)))
     return [cases[i] for i in order[held:]], [cases[i] for i in order[:held]]
 
 
@@ -73,18 +73,9 @@ def fine_tune(network, parameters: list, fit_cases: list, holdout_cases: list, s
     log, stale, started = [{"epoch": 0, "train_loss": float("nan"), "holdout_nll": best, "seconds": 0.0}], 0, time.perf_counter()
     try:
         for epoch in range(1, settings.epochs + 1):
-            network.train()
-            losses = []
-            order = rng.permutation(len(fit_cases))
-            for start in range(0, len(fit_cases), settings.batch_size):
-                images, labels = zip(*(augment(*fit_cases[i], settings.patch_size, rng) for i in order[start:start + settings.batch_size]))
-                loss = loss_fn(network(torch.from_numpy(np.stack(images))[:, None]), torch.from_numpy(np.stack(labels))[:, None])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
+            train_loss = train_epoch(network, optimizer, loss_fn, fit_cases, settings.batch_size, settings.patch_size, rng)
             nll = holdout_nll(network, holdout_cases, settings.roi_size)
-            log.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "holdout_nll": nll,
+            log.append({"epoch": epoch, "train_loss": train_loss, "holdout_nll": nll,
                         "seconds": round(time.perf_counter() - started, 1)})
             progress("fine-tuning", epoch / settings.epochs, epoch=epoch, holdout_nll=round(nll, 5))
             if nll < best:

@@ -18,7 +18,7 @@ from .io import Geometry, Volume
 from .models import LoadedModel
 from .progress import Progress
 from .sampling import SamplingPlan, default_plan, sample_probabilities, tta_warning
-from .uncertainty import label_map, predictive_entropy
+from .uncertainty import label_map, mutual_information, predictive_entropy
 
 
 @dataclass
@@ -66,6 +66,8 @@ def predict_volume(volume: Volume, model: LoadedModel, device: str = "auto", pro
 
     Samples are aggregated as they come (see `sampling.py`): memory does not grow with their number.
     """
+    import torch
+
     progress = progress or Progress("none")
     image = check_image(volume, model.spec)
     plan = plan or default_plan(len(model.networks))
@@ -74,11 +76,10 @@ def predict_volume(volume: Volume, model: LoadedModel, device: str = "auto", pro
                                                      logits_transform=logits_transform, on_sample=on_sample, progress=progress)
     inference_seconds = time.perf_counter() - started
     prediction = summarize(moments.mean, model.spec.class_names, volume.geometry, progress)
-    if moments.count > 1:
-        maps = moments.maps()
-        prediction.expected_entropy = maps["expected_entropy"].numpy()
-        prediction.mutual_information = maps["mutual_information"].numpy()
-        prediction.variance = maps["variance"].numpy()
+    if moments.count > 1:  # MI from the entropy `summarize` already computed
+        prediction.expected_entropy = moments.expected_entropy.numpy()
+        prediction.mutual_information = mutual_information(torch.from_numpy(prediction.entropy.copy()), moments.expected_entropy).numpy()
+        prediction.variance = moments.variance.numpy()
     prediction.sampling = {**plan.to_json(), "samples_drawn": moments.count}
     warning = tta_warning(plan, model.spec)
     if warning:

@@ -182,21 +182,10 @@ def train_network(cases: list, settings: TrainSettings, progress) -> tuple[dict,
     loss_fn = make_loss(settings.loss)
     log, best, best_state, stale, started = [], -1.0, None, 0, time.perf_counter()
     for epoch in range(1, settings.epochs + 1):
-        network.train()
-        losses = []
-        permutation = rng.permutation(len(training))
-        for start in range(0, len(training), settings.batch_size):
-            images, labels = zip(*(augment(*training[i], settings.patch_size, rng) for i in permutation[start:start + settings.batch_size]))
-            x = torch.from_numpy(np.stack(images))[:, None]
-            y = torch.from_numpy(np.stack(labels))[:, None]
-            loss = loss_fn(network(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+        train_loss = train_epoch(network, optimizer, loss_fn, training, settings.batch_size, settings.patch_size, rng)
         scheduler.step()
         dice = validate(network, validation, settings.roi_size)
-        log.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "validation_dice": dice,
+        log.append({"epoch": epoch, "train_loss": train_loss, "validation_dice": dice,
                     "seconds": round(time.perf_counter() - started, 1)})
         progress("training", epoch / settings.epochs, epoch=epoch, loss=round(log[-1]["train_loss"], 4), val_dice=round(dice, 4))
         if dice > best:
@@ -211,6 +200,23 @@ def train_network(cases: list, settings: TrainSettings, progress) -> tuple[dict,
                "parameters": sum(p.numel() for p in network.parameters()), "validation_cases": int(n_val),
                "training_cases": len(training)}
     return best_state, log, summary
+
+
+def train_epoch(network, optimizer, loss_fn, cases: list, batch_size: int, patch_size, rng: np.random.Generator) -> float:
+    """One pass over `cases` in a random order, augmented crops of `patch_size` in batches; returns the mean loss."""
+    import torch
+
+    network.train()
+    losses = []
+    order = rng.permutation(len(cases))
+    for start in range(0, len(cases), batch_size):
+        images, labels = zip(*(augment(*cases[i], patch_size, rng) for i in order[start:start + batch_size]))
+        loss = loss_fn(network(torch.from_numpy(np.stack(images))[:, None]), torch.from_numpy(np.stack(labels))[:, None])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return float(np.mean(losses))
 
 
 def augment(image: np.ndarray, label: np.ndarray, roi, rng: np.random.Generator):
