@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from UncertaintySegLib.errors import InputError
 from UncertaintySegLib.models import load_model
 from UncertaintySegLib.train import TrainSettings, place_in_roi, train
 
@@ -62,3 +63,26 @@ def test_collapsed_runs_are_set_aside_and_reported(data_root, tmp_path):
     assert not (tmp_path / "out").exists()
     summary = train(data_root, tmp_path / "kept", replace(TINY, min_validation_dice=0.0))
     assert summary["rejected"] == [] and [m["seed"] for m in summary["members"]] == [3]
+
+
+def test_members_trained_at_once_match_members_trained_in_turn(data_root, tmp_path):
+    at_once = train(data_root, tmp_path / "at_once", TINY, members=2, workers=2)
+    in_turn = train(data_root, tmp_path / "in_turn", TINY, members=2)
+    assert [m["seed"] for m in at_once["members"]] == [m["seed"] for m in in_turn["members"]] == [3, 4]
+    for name in ("member_0.pt", "member_1.pt"):
+        a = torch.load(tmp_path / "at_once" / name, weights_only=True)
+        b = torch.load(tmp_path / "in_turn" / name, weights_only=True)
+        assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-2) for k in a)
+
+
+def test_collapsed_runs_trained_at_once_are_replaced_then_refused(data_root, tmp_path):
+    from dataclasses import replace
+
+    with pytest.raises(RuntimeError, match="below validation Dice 1.01"):
+        train(data_root, tmp_path / "out", replace(TINY, min_validation_dice=1.01), members=2, workers=2)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_worker_counts_are_refused(data_root, tmp_path):
+    with pytest.raises(InputError, match="--workers 0"):
+        train(data_root, tmp_path / "out", TINY, workers=0)

@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--members", type=int, default=1, help="train a deep ensemble of N members seeded seed, seed+1, ...")
     train.add_argument("--min-validation-dice", type=float, default=0.0,
                        help="set aside a run whose best validation Dice stays below this (collapsed) and train the next seed")
+    train.add_argument("--workers", type=int, default=1, help="train this many members at once, in separate processes")
+    train.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     train.add_argument("--data-root", type=Path)
     train.add_argument("--download", action="store_true")
     _add_common(train)
@@ -99,8 +101,9 @@ def run_train(args, progress) -> None:
     from .train import TrainSettings, train
 
     settings = TrainSettings(loss=args.loss, seed=args.seed, epochs=args.epochs, patience=args.patience, name=args.name,
-                             max_cases=args.max_cases, min_validation_dice=args.min_validation_dice)
-    summary = train(resolve_data_root(args.data_root, args.download), args.out, settings, args.members, args.overwrite, progress)
+                             max_cases=args.max_cases, min_validation_dice=args.min_validation_dice, device=args.device)
+    summary = train(resolve_data_root(args.data_root, args.download), args.out, settings, args.members, args.overwrite,
+                    progress, args.workers)
     if args.progress != "json":
         print(json.dumps(summary, indent=2, default=list))
 

@@ -48,6 +48,7 @@ class TrainSettings:
     name: str = "hippocampus"
     max_cases: int | None = None  # train on the split's first N cases only (quick experiments, tests)
     min_validation_dice: float = 0.0  # an ensemble member below this (a collapsed run) is retrained with the next seed
+    device: str = "auto"  # "cpu", "cuda", "cuda:1", ...; CUDA runs use cuDNN's deterministic kernels
 
 
 def network_config(settings: TrainSettings) -> dict:
@@ -75,15 +76,15 @@ def model_spec(settings: TrainSettings, seeds: list[int]) -> ModelSpec:
 
 def load_cases(cases: list[Case], normalization: dict) -> list[tuple[np.ndarray, np.ndarray]]:
     """[(image (I, J, K) float32 normalised, label (I, J, K) int64)] for each case."""
+    return [prepare_case(read_volume(case.image).array, read_volume(case.label).array, normalization) for case in cases]
+
+
+def prepare_case(image: np.ndarray, label: np.ndarray, normalization: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A case's voxels (I, J, K) as the network trains on them: float32 normalised image, int64 label."""
     import torch
 
-    loaded = []
-    for case in cases:
-        image = read_volume(case.image).array.astype(np.float32)
-        label = read_volume(case.label).array.astype(np.int64)
-        image = normalize_intensity(torch.from_numpy(image)[None], normalization)[0].numpy()
-        loaded.append((image, label))
-    return loaded
+    image = normalize_intensity(torch.from_numpy(image.astype(np.float32))[None], normalization)[0].numpy()
+    return image, label.astype(np.int64)
 
 
 def place_in_roi(image: np.ndarray, label: np.ndarray, roi: tuple[int, ...], rng: np.random.Generator | None):
@@ -121,32 +122,42 @@ def make_loss(name: str):
 
 
 def train(data_root: Path, out: Path, settings: TrainSettings, members: int = 1, overwrite: bool = False,
-          progress: Progress | None = None) -> dict:
-    """Train one network, or an ensemble of `members` networks seeded `seed, seed + 1, ...` (so
-    different initialisations, data orders and validation parts); a run whose best validation
-    Dice stays below `min_validation_dice` (a collapsed run) is set aside and the next seed
-    trained instead. Returns the summary also written to `training_summary.json`. Weights are
-    stored as float16 (half the size; loaded into float32 networks)."""
-    import torch
+          progress: Progress | None = None, workers: int = 1) -> dict:
+    """Train one network, or an ensemble of `members`, on the `train` split under `data_root`
+    (see `train_on_cases`). Returns the summary also written to `training_summary.json`."""
+    check_request(settings, members, workers)
+    cases = load_cases(load_split(data_root, "train")[:settings.max_cases], NORMALIZATION)
+    return train_on_cases(cases, out, settings, members, overwrite, progress, workers)
 
-    progress = progress or Progress("none")
+
+def check_request(settings: TrainSettings, members: int, workers: int) -> None:
     if settings.loss not in LOSSES:
         raise InputError(f"unknown loss '{settings.loss}': expected one of {', '.join(LOSSES)}.")
     if members < 1:
         raise InputError(f"--members {members}: expected at least 1.")
-    cases = load_cases(load_split(data_root, "train")[:settings.max_cases], NORMALIZATION)
-    results, rejected, seed = [], [], settings.seed
-    while len(results) < members:
-        if len(rejected) >= members:
-            raise RuntimeError(f"{len(rejected)} runs ended below validation Dice {settings.min_validation_dice}: "
-                               "the recipe does not converge on this data; check the settings.")
-        result = train_network(cases, replace(settings, seed=seed), member_progress(progress, len(results), members))
-        (results if result[2]["best_validation_dice"] >= settings.min_validation_dice else rejected).append(result)
-        seed += 1
+    if workers < 1:
+        raise InputError(f"--workers {workers}: expected at least 1.")
+
+
+def train_on_cases(cases: list[tuple[np.ndarray, np.ndarray]], out: Path, settings: TrainSettings, members: int = 1,
+                   overwrite: bool = False, progress: Progress | None = None, workers: int = 1) -> dict:
+    """Train one network, or an ensemble of `members` networks seeded `seed, seed + 1, ...` (so
+    different initialisations, data orders and validation parts), on `cases` as `prepare_case`
+    gives them; `workers` members train at once in separate processes. A run whose best
+    validation Dice stays below `min_validation_dice` (a collapsed run) is set aside and the next
+    seed trained instead. Weights are stored as float16 (half the size; loaded into float32 networks)."""
+    import torch
+
+    check_request(settings, members, workers)
+    progress = progress or Progress("none")
+    if workers == 1:
+        results, rejected = train_members_in_turn(cases, settings, members, progress)
+    else:
+        results, rejected = train_members_at_once(cases, settings, members, workers, progress)
     spec = model_spec(settings, [summary["seed"] for _, _, summary in results])
     names = spec.weight_files
     summary = {"members": [summary for _, _, summary in results], "rejected": [summary for _, _, summary in rejected],
-               "settings": {**vars(settings)}, "weights": list(names),
+               "settings": {**vars(settings)}, "workers": workers, "weights": list(names),
                "seconds": round(sum(summary["seconds"] for _, _, summary in results + rejected), 1)}
     with atomic_output_folder(out, overwrite=overwrite) as staging:
         for name, (state, log, _) in zip(names, results):
@@ -157,6 +168,60 @@ def train(data_root: Path, out: Path, settings: TrainSettings, members: int = 1,
     return summary
 
 
+def is_collapsed(result, settings: TrainSettings) -> bool:
+    return result[2]["best_validation_dice"] < settings.min_validation_dice
+
+
+def give_up_after(rejected: list, members: int, settings: TrainSettings) -> None:
+    if len(rejected) >= members:
+        raise RuntimeError(f"{len(rejected)} runs ended below validation Dice {settings.min_validation_dice}: "
+                           "the recipe does not converge on this data; check the settings.")
+
+
+def train_members_in_turn(cases, settings: TrainSettings, members: int, progress: Progress):
+    """(accepted results, rejected results) training one member after the other; result = train_network's."""
+    results, rejected, seed = [], [], settings.seed
+    while len(results) < members:
+        give_up_after(rejected, members, settings)
+        result = train_network(cases, replace(settings, seed=seed), member_progress(progress, len(results), members))
+        (rejected if is_collapsed(result, settings) else results).append(result)
+        seed += 1
+    return results, rejected
+
+
+def train_members_at_once(cases, settings: TrainSettings, members: int, workers: int, progress: Progress):
+    """As `train_members_in_turn` (the same seeds are tried and kept), with `workers` processes
+    (spawned, so CUDA works in them) sharing the CPU cores evenly; progress counts finished members."""
+    import multiprocessing
+    import os
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    results, rejected, next_seed = [], [], settings.seed + members
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=limit_threads, initargs=(threads,)) as pool:
+        pending = {pool.submit(train_network, cases, replace(settings, seed=s)) for s in range(settings.seed, next_seed)}
+        progress("training", 0.0, members=members, workers=workers)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                result = future.result()
+                (rejected if is_collapsed(result, settings) else results).append(result)
+                if is_collapsed(result, settings):
+                    give_up_after(rejected, members, settings)
+                    pending.add(pool.submit(train_network, cases, replace(settings, seed=next_seed)))
+                    next_seed += 1
+            progress("training", len(results) / members, finished=len(results), rejected=len(rejected))
+    results.sort(key=lambda result: result[2]["seed"])
+    return results, rejected
+
+
+def limit_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def member_progress(progress: Progress, member: int, members: int):
     """Progress of one member, reported as a part of the whole run."""
     def report(stage: str, fraction: float, **details) -> None:
@@ -164,19 +229,25 @@ def member_progress(progress: Progress, member: int, members: int):
     return report
 
 
-def train_network(cases: list, settings: TrainSettings, progress) -> tuple[dict, list[dict], dict]:
-    """Train one network on `cases` (a validation part carved from them); (best state_dict, per-epoch log, summary)."""
+def train_network(cases: list, settings: TrainSettings, progress=None) -> tuple[dict, list[dict], dict]:
+    """Train one network on `cases` (a validation part carved from them); (best state_dict on the CPU,
+    per-epoch log, summary). `progress(stage, fraction, **details)` is called after each epoch."""
     import torch
 
+    from .inference import resolve_device
     from .models import build_monai_network
 
+    device = resolve_device(settings.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     order = rng.permutation(len(cases))
     n_val = max(1, int(round(settings.validation_fraction * len(cases))))
     validation = [cases[i] for i in order[:n_val]]
     training = [cases[i] for i in order[n_val:]]
-    network = build_monai_network(network_config(settings), Path("train"))
+    network = build_monai_network(network_config(settings), Path("train")).to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=settings.learning_rate, weight_decay=1e-5)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
     loss_fn = make_loss(settings.loss)
@@ -187,10 +258,11 @@ def train_network(cases: list, settings: TrainSettings, progress) -> tuple[dict,
         dice = validate(network, validation, settings.roi_size)
         log.append({"epoch": epoch, "train_loss": train_loss, "validation_dice": dice,
                     "seconds": round(time.perf_counter() - started, 1)})
-        progress("training", epoch / settings.epochs, epoch=epoch, loss=round(log[-1]["train_loss"], 4), val_dice=round(dice, 4))
+        if progress:
+            progress("training", epoch / settings.epochs, epoch=epoch, loss=round(train_loss, 4), val_dice=round(dice, 4))
         if dice > best:
             best, stale = dice, 0
-            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in network.state_dict().items()}
         else:
             stale += 1
             if stale >= settings.patience:
@@ -198,20 +270,23 @@ def train_network(cases: list, settings: TrainSettings, progress) -> tuple[dict,
     summary = {"seed": settings.seed, "best_validation_dice": best, "best_epoch": 1 + int(np.argmax([r["validation_dice"] for r in log])),
                "epochs_run": len(log), "seconds": round(time.perf_counter() - started, 1),
                "parameters": sum(p.numel() for p in network.parameters()), "validation_cases": int(n_val),
-               "training_cases": len(training)}
+               "training_cases": len(training), "device": str(device)}
     return best_state, log, summary
 
 
 def train_epoch(network, optimizer, loss_fn, cases: list, batch_size: int, patch_size, rng: np.random.Generator) -> float:
-    """One pass over `cases` in a random order, augmented crops of `patch_size` in batches; returns the mean loss."""
+    """One pass over `cases` in a random order, augmented crops of `patch_size` in batches, on the
+    network's device; returns the mean loss."""
     import torch
 
+    device = next(network.parameters()).device
     network.train()
     losses = []
     order = rng.permutation(len(cases))
     for start in range(0, len(cases), batch_size):
         images, labels = zip(*(augment(*cases[i], patch_size, rng) for i in order[start:start + batch_size]))
-        loss = loss_fn(network(torch.from_numpy(np.stack(images))[:, None]), torch.from_numpy(np.stack(labels))[:, None])
+        images = torch.from_numpy(np.stack(images))[:, None].to(device)
+        loss = loss_fn(network(images), torch.from_numpy(np.stack(labels))[:, None].to(device))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -228,12 +303,13 @@ def validate(network, cases, roi) -> float:
     """Mean foreground Dice of the centred-ROI prediction over `cases`."""
     import torch
 
+    device = next(network.parameters()).device
     network.eval()
     scores = []
     with torch.inference_mode():
         for image, label in cases:
             x, y = place_in_roi(image, label, roi, None)
-            predicted = network(torch.from_numpy(x)[None, None])[0].argmax(0).numpy()
+            predicted = network(torch.from_numpy(x)[None, None].to(device))[0].argmax(0).cpu().numpy()
             scores.append(np.mean(dice_per_class(predicted, y, len(CLASS_NAMES))))
     return float(np.mean(scores))
 
