@@ -27,6 +27,8 @@ class FineTuneSettings:
     seed: int = 0
     patch_size: tuple[int, int, int] = (40, 56, 40)
     roi_size: tuple[int, int, int] = (48, 64, 48)
+    plateau_factor: float | None = None  # multiply the learning rate by this when the held-out NLL stalls (ReduceLROnPlateau)
+    plateau_patience: int = 2  # epochs without a better held-out NLL before the learning rate drops
 
 
 def split_holdout(cases: list, fraction: float = 0.2, seed: int = 0) -> tuple[list, list]:
@@ -56,7 +58,8 @@ def fine_tune(network, parameters: list, fit_cases: list, holdout_cases: list, s
     """Train only `parameters` of `network`; returns (best state_dict by held-out NLL, per-epoch log).
 
     The epoch-0 state (before any update) competes too, so fine-tuning never returns a worse network
-    than it was given, by held-out NLL.
+    than it was given, by held-out NLL. With `settings.plateau_factor` the learning rate is multiplied
+    by it after `plateau_patience` epochs without a better held-out NLL.
     """
     import torch
 
@@ -68,6 +71,10 @@ def fine_tune(network, parameters: list, fit_cases: list, holdout_cases: list, s
         parameter.requires_grad_(id(parameter) in trainable)
     optimizer = torch.optim.Adam(parameters, lr=settings.learning_rate)
     loss_fn = make_loss(settings.loss)
+    scheduler = None
+    if settings.plateau_factor is not None:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=settings.plateau_factor,
+                                                               patience=settings.plateau_patience)
     best = holdout_nll(network, holdout_cases, settings.roi_size)
     best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
     log, stale, started = [{"epoch": 0, "train_loss": float("nan"), "holdout_nll": best, "seconds": 0.0}], 0, time.perf_counter()
@@ -76,7 +83,9 @@ def fine_tune(network, parameters: list, fit_cases: list, holdout_cases: list, s
             train_loss = train_epoch(network, optimizer, loss_fn, fit_cases, settings.batch_size, settings.patch_size, rng)
             nll = holdout_nll(network, holdout_cases, settings.roi_size)
             log.append({"epoch": epoch, "train_loss": train_loss, "holdout_nll": nll,
-                        "seconds": round(time.perf_counter() - started, 1)})
+                        "learning_rate": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - started, 1)})
+            if scheduler is not None:
+                scheduler.step(nll)
             progress("fine-tuning", epoch / settings.epochs, epoch=epoch, holdout_nll=round(nll, 5))
             if nll < best:
                 best, stale = nll, 0
