@@ -65,7 +65,7 @@ def test_module_logic_is_the_tested_logic():
 def test_cmake_lists_every_python_file_and_resource():
     cmake = (MODULE / "CMakeLists.txt").read_text()
     listed = set(re.findall(r"^\s+(\S+\.(?:py|ui|png|json|pt|md))\s*$", cmake, flags=re.M))
-    python_files = {str(p.relative_to(MODULE)) for folder in ("UncertaintySegLib", "UncertaintySegSlicer") for p in (MODULE / folder).glob("*.py")}
+    python_files = {str(p.relative_to(MODULE)) for folder in ("UncertaintySegLib", "UncertaintySegSlicer") for p in (MODULE / folder).rglob("*.py")}
     assert python_files <= listed, f"not in CMakeLists.txt: {sorted(python_files - listed)}"
     for entry in listed:
         assert (MODULE / entry.replace("${MODULE_NAME}", "UncertaintySeg")).exists(), f"CMakeLists.txt lists a missing file: {entry}"
@@ -80,7 +80,7 @@ def test_top_level_cmake_is_a_slicer_extension():
 
 
 def test_core_library_never_imports_slicer_vtk_qt_or_ctk():
-    for path in (MODULE / "UncertaintySegLib").glob("*.py"):
+    for path in (MODULE / "UncertaintySegLib").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             for name in names:

@@ -1,0 +1,24 @@
+"""Post-hoc calibration of a segmentation network's logits, fitted on labelled cases, saved and reused.
+
+    from UncertaintySegLib.calibration import TemperatureScaling, load_calibrator
+    calibrator = TemperatureScaling().fit(logits_per_case, labels_per_case, masks_per_case, model=model_fingerprint(model))
+    calibrator.save("hippocampus-ts")
+    predict_volume(volume, model, logits_transform=load_calibrator("hippocampus-ts").transform)
+
+Files: `base.py` (the `Calibrator` estimator, saving), `cases.py` (checking, streaming and sampling
+cases), `scaling.py` (vector, temperature and Platt scaling: one code, three constraints),
+`auxconv.py` (auxiliary convolution), `finetune.py` (last-layer fine-tuning: a new model folder),
+`fingerprint.py` (which model a calibrator belongs to), `storage.py` (`load_calibrator`).
+"""
+
+from .auxconv import AuxiliaryConvCalibrator
+from .base import CALIBRATORS, Calibrator
+from .finetune import LastLayerFineTuning
+from .fingerprint import model_fingerprint, network_checksum
+from .scaling import PlattScaling, ScalingConstraint, TemperatureScaling, VectorScaling
+from .storage import load_calibrator
+
+METHODS = ("temperature", "vector", "platt", "auxconv", "finetune")
+
+__all__ = ["METHODS", "CALIBRATORS", "Calibrator", "TemperatureScaling", "VectorScaling", "PlattScaling", "ScalingConstraint",
+           "AuxiliaryConvCalibrator", "LastLayerFineTuning", "load_calibrator", "model_fingerprint", "network_checksum"]

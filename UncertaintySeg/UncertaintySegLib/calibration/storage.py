@@ -1,0 +1,59 @@
+"""Reading a saved calibrator back: `calibrator.json` (what and for which model) + `calibrator.pt` (tensors).
+
+Tensors are read with `torch.load(..., weights_only=True)`: a calibrator file can hold tensors
+and plain containers, never pickled objects, so loading one cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import InputError
+from .base import CALIBRATORS, FORMAT, FORMAT_VERSION, JSON_FILE, TENSOR_FILE, Calibrator
+
+
+def read_calibrator_record(path: str | Path) -> tuple[dict, Path]:
+    """(parsed calibrator.json, its folder) for a calibrator folder or its calibrator.json."""
+    path = Path(path)
+    json_path = path / JSON_FILE if path.is_dir() else path
+    if not json_path.is_file():
+        raise InputError(f"calibrator '{path}' not found: expected a folder written by `uncertaintyseg calibrate` "
+                         f"(holding {JSON_FILE}) or that file.")
+    try:
+        record = json.loads(json_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"cannot read calibrator '{json_path}': {error}.") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise InputError(f"'{json_path}' is not a calibrator file (expected \"format\": \"{FORMAT}\").")
+    if record.get("format_version", 0) > FORMAT_VERSION:
+        raise InputError(f"'{json_path}' has calibrator format version {record['format_version']}, this UncertaintySeg reads "
+                         f"up to {FORMAT_VERSION}: update UncertaintySeg.")
+    return record, json_path.parent
+
+
+def load_calibrator(path: str | Path) -> Calibrator:
+    """The fitted calibrator saved in folder `path` (or its calibrator.json), ready to `transform`."""
+    import torch
+
+    from . import auxconv, scaling  # noqa: F401  (register the families)
+
+    record, folder = read_calibrator_record(path)
+    method = record.get("method")
+    if method == "finetune":
+        raise InputError(f"'{folder}' holds a fine-tuned model, not a logits calibrator (fine-tuning changes the "
+                         f"network's weights): run it as a model, `uncertaintyseg predict --model {folder} ...`.")
+    if method not in CALIBRATORS:
+        raise InputError(f"'{folder}': unknown calibration method {method!r}; expected one of {', '.join(sorted(CALIBRATORS))}.")
+    tensor_path = folder / record.get("tensors", TENSOR_FILE)
+    try:
+        tensors = torch.load(str(tensor_path), map_location="cpu", weights_only=True)
+    except Exception as error:  # missing file, foreign or damaged file
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"cannot read the calibrator's tensors '{tensor_path}' with weights_only=True ({first}).") from None
+    if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
+        raise InputError(f"'{tensor_path}' does not hold a dict of tensors.")
+    try:
+        return CALIBRATORS[method].from_json(record, tensors)
+    except (KeyError, TypeError) as error:
+        raise InputError(f"calibrator '{folder}' is incomplete or damaged ({type(error).__name__}: {error}); fit it again.") from None
