@@ -2,11 +2,12 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
-from UncertaintySegLib.calibration import (AuxiliaryConvCalibrator, PlattScaling, TemperatureScaling, VectorScaling,
-                                           load_calibrator, model_fingerprint, network_checksum)
+from UncertaintySegLib.calibration import (AuxiliaryConvCalibrator, HistogramBinning, IsotonicRegression, PlattScaling,
+                                           TemperatureScaling, VectorScaling, load_calibrator, model_fingerprint, network_checksum)
 from UncertaintySegLib.calibration.base import JSON_FILE
 from UncertaintySegLib.errors import InputError
 
@@ -15,6 +16,8 @@ FACTORIES = {
     "vector": lambda: VectorScaling(),
     "platt": lambda: PlattScaling(),
     "auxconv": lambda: AuxiliaryConvCalibrator(kernel_size=3, max_epochs=15, patience=3),
+    "histogram": lambda: HistogramBinning(n_bins=10),
+    "isotonic": lambda: IsotonicRegression(),
 }
 
 
@@ -218,3 +221,42 @@ def test_loading_refuses_what_is_not_a_calibrator(tmp_path):
     (tmp_path / "other" / JSON_FILE).write_text(json.dumps({"name": "hippocampus"}))
     with pytest.raises(InputError, match="not a calibrator file"):
         load_calibrator(tmp_path / "other")
+
+
+def top_label_voxels(cases):
+    logits = torch.cat([z.reshape(3, -1).T for z, _ in cases]).double()
+    labels = torch.cat([y.reshape(-1) for _, y in cases])
+    confidence, top = torch.softmax(logits, 1).max(1)
+    return logits, confidence.numpy(), (top == labels).numpy()
+
+
+def test_isotonic_map_matches_scikit_learn_and_other_classes_keep_their_proportions():
+    from sklearn.isotonic import IsotonicRegression as Reference
+
+    cases = miscalibrated_cases(2)
+    logits, confidence, correct = top_label_voxels(cases)
+    calibrator = IsotonicRegression(max_voxels_per_case=None).fit([z for z, _ in cases], [y for _, y in cases])
+    calibrated = torch.softmax(calibrator.transform(logits.float().T.reshape(3, -1, 1, 1)).reshape(3, -1).T.double(), 1)
+    expected = Reference(out_of_bounds="clip").fit(confidence, correct).predict(confidence).clip(1e-6, 1 - 1e-6)
+    top = logits.argmax(1, keepdim=True)
+    assert np.allclose(calibrated.gather(1, top)[:, 0].numpy(), expected, atol=1e-5)
+    original = torch.softmax(logits, 1)
+    others = original.scatter(1, top, 0.0)
+    scaled = calibrated.scatter(1, top, 0.0)
+    ratio = scaled.sum(1) / others.sum(1)
+    assert torch.allclose(scaled, others * ratio[:, None], atol=1e-6)
+
+
+def test_histogram_binning_maps_each_bin_to_its_accuracy_as_scikit_learn_measures_it():
+    from sklearn.calibration import calibration_curve
+
+    cases = miscalibrated_cases(2)
+    logits, confidence, correct = top_label_voxels(cases)
+    calibrator = HistogramBinning(n_bins=10, max_voxels_per_case=None).fit([z for z, _ in cases], [y for _, y in cases])
+    top = logits.argmax(1, keepdim=True)
+    mapped = torch.softmax(calibrator.transform(logits.float()), 1).gather(1, top)[:, 0].numpy()  # the original top label's
+    accuracy, _ = calibration_curve(correct, confidence, n_bins=10, strategy="uniform")  # per non-empty bin
+    assert np.allclose(np.unique(mapped.round(5)), np.unique(accuracy.clip(1e-6, 1 - 1e-6).round(5)), atol=1e-5)
+    bins = np.minimum((confidence * 10).astype(int), 9)
+    for b in np.unique(bins):
+        assert np.allclose(mapped[bins == b], correct[bins == b].mean(), atol=1e-5)

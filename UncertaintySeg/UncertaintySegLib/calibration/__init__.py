@@ -8,7 +8,8 @@
 Files: `base.py` (the `Calibrator` estimator, saving), `cases.py` (checking, streaming and sampling
 cases), `scaling.py` (vector, temperature and Platt scaling: one code, three constraints),
 `auxconv.py` (auxiliary convolution), `finetune.py` (last-layer fine-tuning: a new model folder),
-`fingerprint.py` (which model a calibrator belongs to), `storage.py` (`load_calibrator`).
+`top_label.py` (histogram binning and isotonic regression of the top-label confidence, for
+comparison), `fingerprint.py` (which model a calibrator belongs to), `storage.py` (`load_calibrator`).
 """
 
 from .auxconv import AuxiliaryConvCalibrator
@@ -17,8 +18,9 @@ from .finetune import LastLayerFineTuning
 from .fingerprint import model_fingerprint, network_checksum
 from .scaling import PlattScaling, ScalingConstraint, TemperatureScaling, VectorScaling
 from .storage import load_calibrator
+from .top_label import HistogramBinning, IsotonicRegression
 
-METHODS = ("temperature", "vector", "platt", "auxconv", "finetune")
+METHODS = ("temperature", "vector", "platt", "auxconv", "finetune", "histogram", "isotonic")
 
 __all__ = ["METHODS", "CALIBRATORS", "Calibrator", "TemperatureScaling", "VectorScaling", "PlattScaling", "ScalingConstraint",
-           "AuxiliaryConvCalibrator", "LastLayerFineTuning", "load_calibrator", "model_fingerprint", "network_checksum"]
+           "AuxiliaryConvCalibrator", "LastLayerFineTuning", "HistogramBinning", "IsotonicRegression", "load_calibrator", "model_fingerprint", "network_checksum"]

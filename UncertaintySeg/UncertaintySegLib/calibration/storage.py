@@ -36,7 +36,7 @@ def load_calibrator(path: str | Path) -> Calibrator:
     """The fitted calibrator saved in folder `path` (or its calibrator.json), ready to `transform`."""
     import torch
 
-    from . import auxconv, scaling  # noqa: F401  (register the families)
+    from . import auxconv, scaling, top_label  # noqa: F401  (register the families)
 
     record, folder = read_calibrator_record(path)
     method = record.get("method")
