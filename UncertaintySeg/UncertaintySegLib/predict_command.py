@@ -6,6 +6,8 @@
 
 Writes the volumes of `outputs.py`, `segments.csv` (per-segment and per-component volume, mean
 entropy, mean MI and quality flag), optionally every sample under `samples/`, and `run.json`.
+`--calibrator CAL` applies a calibrator from `uncertaintyseg calibrate` to every forward pass's
+logits, after checking it was fitted for this model's classes and weights; run.json records it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
     predict.add_argument("--normalize-uncertainty", action="store_true", help="divide entropy, expected entropy and MI by log C (range [0, 1])")
     predict.add_argument("--flag-threshold", help="mean segment entropy above which a segment is flagged 'check': a number, "
                                                   "or the thresholds.json that `evaluate` fits on labelled cases")
+    predict.add_argument("--calibrator", type=Path, help="apply a calibrator written by `uncertaintyseg calibrate` to every "
+                                                         "forward pass's logits (it must have been fitted for this model)")
     predict.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     return predict
 
@@ -113,6 +117,7 @@ def predict_with_model(args, volume, staging: Path, progress):
 
     progress("loading model", 0.05)
     model = combine_models([load_model(path) for path in args.model])
+    calibrator = load_calibrator_for(args.calibrator, model) if args.calibrator else None
     inserted = None
     if args.insert_dropout:
         from .dropout_insertion import insert_dropout
@@ -125,12 +130,28 @@ def predict_with_model(args, volume, staging: Path, progress):
         on_sample = (lambda index, label, probabilities: write_volume(
             staging / "samples" / f"sample_{index:03d}.nrrd", Volume(probabilities.numpy(), volume.geometry)))
     prediction = predict_volume(volume, model, device=args.device, progress=progress,
-                                plan=sampling_plan(args, len(model.networks)), on_sample=on_sample)
+                                plan=sampling_plan(args, len(model.networks)), on_sample=on_sample,
+                                logits_transform=calibrator.transform if calibrator else None)
     if "warning" in prediction.sampling:
         print(f"warning: {prediction.sampling['warning']}", file=sys.stderr)
     info = {"name": model.spec.name, "source": str(model.source), "spec": model.spec.to_json(),
-            "inserted_dropout": inserted or model.spec.inserted_dropout}
+            "inserted_dropout": inserted or model.spec.inserted_dropout,
+            "calibrator": None if calibrator is None else {
+                "path": str(args.calibrator), "method": calibrator.method, "description": calibrator.describe(),
+                "settings": calibrator.get_params(), "fitted_for": calibrator.model_}}
     return prediction, info
+
+
+def load_calibrator_for(path: Path, model):
+    """The calibrator saved at `path`, refused unless it was fitted for `model` (class names and weights)."""
+    from .calibration import load_calibrator, model_fingerprint
+
+    calibrator = load_calibrator(path)
+    calibrator.check_model(model_fingerprint(model))
+    if calibrator.n_classes_ != model.spec.num_classes:
+        raise InputError(f"calibrator '{path}' was fitted on {calibrator.n_classes_} classes, model '{model.spec.name}' has "
+                         f"{model.spec.num_classes}: fit one for this model with `uncertaintyseg calibrate`.")
+    return calibrator
 
 
 def read_precomputed(args, volume, progress):
@@ -141,6 +162,9 @@ def read_precomputed(args, volume, progress):
 
     if args.method or args.insert_dropout or args.save_samples:
         raise InputError("--method, --insert-dropout and --save-samples need --model: saved probabilities are one sample.")
+    if args.calibrator:
+        raise InputError("--calibrator needs --model: a calibrator transforms the logits of the model it was fitted for, "
+                         "and saved probabilities carry no record of which model made them.")
     probabilities = read_probabilities(args.probabilities, volume, args.nnunet_axes)
     names = args.class_names.split(",") if args.class_names else [f"class {c}" for c in range(probabilities.num_channels)]
     if len(names) != probabilities.num_channels:
