@@ -164,5 +164,9 @@ def mean_nll(logits, labels) -> float:
 
     if labels.numel() == 0:
         return float("nan")
+    chunk, total = 1 << 19, 0.0  # in chunks: no (N, C) float64 temporary
     with torch.no_grad():
-        return float(torch.nn.functional.cross_entropy(logits.double(), labels, reduction="mean"))
+        for start in range(0, labels.numel(), chunk):
+            part = logits[start:start + chunk].double()
+            total += float(torch.nn.functional.cross_entropy(part, labels[start:start + chunk], reduction="sum"))
+    return total / labels.numel()

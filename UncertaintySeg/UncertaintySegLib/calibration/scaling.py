@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from .base import VoxelCalibrator
 
 BIAS_KINDS = ("none", "per_class", "background")
-CHUNK_VOXELS = 1 << 16  # voxels per chunk of the NLL: small temporaries, so peak memory stays near the data's own
+CHUNK_VOXELS = 1 << 19  # voxels per chunk of the NLL: small temporaries, so peak memory stays near the data's own
 
 
 @dataclass(frozen=True)
