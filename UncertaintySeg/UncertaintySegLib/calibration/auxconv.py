@@ -50,7 +50,8 @@ class AuxiliaryConvCalibrator(Calibrator):
 
     Fitted attributes: `weight_ (C, C, k, k, k)`, `bias_ (C,)`, `epochs_run_`, `best_epoch_`,
     `holdout_cases_`, `holdout_nll_before_`, `holdout_nll_after_`, `log_` (one row per epoch), and the
-    base's `n_classes_`, `cases_used_`, `voxels_used_`, `nll_before_`/`nll_after_` (on the training cases).
+    base's `n_classes_`, `cases_used_`, `voxels_used_`, `nll_before_`/`nll_after_` (on every case it was given,
+    the early-stopping part included).
     """
 
     method = "auxconv"
@@ -98,7 +99,7 @@ class AuxiliaryConvCalibrator(Calibrator):
         optimizer = torch.optim.Adam([weight, bias], lr=self.learning_rate)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=self.plateau_patience)
         rng = np.random.default_rng(self.seed)
-        before_train, before_holdout = crops_nll(train, weight, bias), crops_nll(holdout, weight, bias)
+        before_all, before_holdout = crops_nll(crops, weight, bias), crops_nll(holdout, weight, bias)
         best, best_state, stale, started = before_holdout, (weight.detach().clone(), bias.detach().clone()), 0, time.perf_counter()
         self.log_ = [{"epoch": 0, "train_loss": float("nan"), "holdout_nll": best, "learning_rate": self.learning_rate, "seconds": 0.0}]
         for epoch in range(1, self.max_epochs + 1):
@@ -127,7 +128,7 @@ class AuxiliaryConvCalibrator(Calibrator):
         self.holdout_cases_ = len(holdout)
         self.holdout_nll_before_, self.holdout_nll_after_ = before_holdout, best
         self.voxels_used_ = sum(int(labels.numel()) for _, labels, _ in crops)
-        self.nll_before_, self.nll_after_ = before_train, crops_nll(train, self.weight_, self.bias_)
+        self.nll_before_, self.nll_after_ = before_all, crops_nll(crops, self.weight_, self.bias_)
 
     def _apply(self, logits, channel_dim: int):
         if logits.ndim == 2:
