@@ -69,6 +69,7 @@ def test_ensemble_members_passes_are_pooled(data_root, small_model_dir, tmp_path
                      "--out", tmp_path / "cal") == 0
     calibrator = load_calibrator(tmp_path / "cal")
     assert calibrator.cases_used_ == 6 and calibrator.voxels_used_ == 6000 and calibrator.model_["members"] == 2
+    assert "3 cases x 2 members, 6000 voxels" in calibrator.describe()
     held_out = json.loads((tmp_path / "cal" / "fit_report.json").read_text())["nll_per_forward_pass"]["held_out"]
     assert held_out["voxels"] == 0
 

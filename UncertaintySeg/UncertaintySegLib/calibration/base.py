@@ -154,7 +154,10 @@ class Calibrator:
         if not hasattr(self, "n_classes_"):
             return f"{self.title} (not fitted)"
         model = f", for {self.model_['name']}" if self.model_ else ""
-        return (f"{self.title} ({self._parameters_text()}), {self.cases_used_} cases, {format_count(self.voxels_used_)} voxels, "
+        members = self.model_.get("members", 1) if self.model_ else 1
+        cases = (f"{self.cases_used_ // members} cases x {members} members" if members > 1 and self.cases_used_ % members == 0
+                 else f"{self.cases_used_} cases")
+        return (f"{self.title} ({self._parameters_text()}), {cases}, {format_count(self.voxels_used_)} voxels, "
                 f"NLL {self.nll_before_:.4f} -> {self.nll_after_:.4f}{model}")
 
     def _tensors(self) -> dict:
