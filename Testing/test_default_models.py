@@ -13,7 +13,7 @@ from UncertaintySegLib.pipeline import predict_volume
 
 MODELS = bundled_model_names()
 FIXED_CASES = ("hippocampus_011", "hippocampus_037", "hippocampus_045")  # from the test split
-DICE_FLOOR = 0.8  # mean foreground Dice per case; the shipped members score about 0.85 on average
+DICE_FLOOR = 0.82  # mean foreground Dice per case; the shipped members score 0.83-0.92 on these three, 0.86-0.87 on the test split
 SIZE_BUDGET_MB = 15
 
 

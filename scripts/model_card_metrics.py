@@ -1,8 +1,8 @@
 """Model-card numbers of a model on the hippocampus `test` split: one member and the whole ensemble.
 
-    .venv/bin/python scripts/model_card_metrics.py [MODEL ...]     # default: every bundled model
+    .venv/bin/python scripts/model_card_metrics.py [MODEL ...]     # bundled names or folders; default: every bundled model
 
-Per model (and, for an ensemble, for its first member alone): Dice per class (whole volume),
+Per model (and, for an ensemble, for each member alone): Dice per class (whole volume),
 top-label ECE with 20 equal-width bins, NLL and Brier, all pooled over the voxels inside each
 case's reference-foreground box dilated by 8 mm in-plane and 2 slices out-of-plane (Mehrtash),
 and the median predict time per case on the CPU.
@@ -55,7 +55,8 @@ def main(names: list[str]) -> None:
     for name in names or bundled_model_names():
         model = load_model(name)
         if len(model.networks) > 1:
-            print(f"{name} (member 0): {evaluate(replace(model, networks=model.networks[:1]), cases)}")
+            for member in range(len(model.networks)):
+                print(f"{name} (member {member}): {evaluate(replace(model, networks=model.networks[member:member + 1]), cases)}")
         print(f"{name} ({len(model.networks)} network(s)): {evaluate(model, cases)}")
 
 
