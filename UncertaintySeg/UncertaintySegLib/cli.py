@@ -1,4 +1,4 @@
-"""`uncertaintyseg predict|calibrate|evaluate|ood|demo|train|insert-dropout`: the command line, for people and for the Slicer panel.
+"""`uncertaintyseg predict|calibrate|compare|evaluate|ood|demo|train|insert-dropout`: the command line, for people and for the Slicer panel.
 
 Exit codes: 0 ok, 2 bad input (one line on stderr saying what to fix), 1 failure.
 `--progress json` prints one JSON object per line on stdout: {"stage": ..., "fraction": ...}.
@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 
 from .calibrate_command import add_calibrate_parser, run_calibrate
+from .compare_command import add_compare_parser, run_compare
 from .dropout_command import add_insert_dropout_parser, run_insert_dropout
 from .errors import InputError
 from .evaluate import add_evaluate_parser, run_evaluate
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(add_insert_dropout_parser(commands))
     _add_common(add_ood_parser(commands))
     _add_common(add_calibrate_parser(commands))
+    _add_common(add_compare_parser(commands))
 
     add_evaluate_parser(commands)
 
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         require_new_output_folder(args.out, args.overwrite)  # before long work, not only when writing
         {"predict": run_predict, "evaluate": run_evaluate, "demo": run_demo, "train": run_train,
-         "insert-dropout": run_insert_dropout, "ood": run_ood, "calibrate": run_calibrate}[args.command](args, progress)
+         "insert-dropout": run_insert_dropout, "ood": run_ood, "calibrate": run_calibrate, "compare": run_compare}[args.command](args, progress)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
