@@ -78,7 +78,7 @@ def test_finetune_writes_a_model_folder_that_predict_runs_as_a_model(data_root, 
     before = digest(hippocampus_copy)
     out = tmp_path / "tuned"
     assert calibrate("--model", hippocampus_copy, "--method", "finetune", "--epochs", 1, "--data-root", data_root,
-                     "--max-cases", 4, "--out", out) == 0
+                     "--max-cases", 3, "--out", out) == 0
     assert digest(hippocampus_copy) == before
     assert {"model.json", "model.pt", "fine_tuning.json", "calibrator.json", "fit_report.json"} <= {p.name for p in out.iterdir()}
     assert load_model(out).spec.name == "hippocampus-finetuned"
