@@ -84,3 +84,20 @@ def write_segment_csv(path: Path, rows: list[SegmentScore]) -> None:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if v is None else v) for k, v in asdict(row).items()})
+
+
+def read_segment_csv(path: Path) -> list[SegmentScore]:
+    """The rows `write_segment_csv` wrote (empty cells: None; "nan": NaN)."""
+    def optional(text, kind):
+        return None if text == "" else kind(text)
+
+    try:
+        with open(path, newline="") as handle:
+            return [SegmentScore(
+                class_index=int(row["class_index"]), class_name=row["class_name"], component=int(row["component"]),
+                voxels=int(row["voxels"]), volume_ml=float(row["volume_ml"]), mean_entropy=float(row["mean_entropy"]),
+                mean_mutual_information=optional(row["mean_mutual_information"], float),
+                flagged=optional(row["flagged"], lambda text: text == "True"),
+            ) for row in csv.DictReader(handle)]
+    except (KeyError, ValueError, TypeError) as error:
+        raise InputError(f"'{path}' is not a segments.csv written by `uncertaintyseg predict` ({type(error).__name__}: {error}).") from None
