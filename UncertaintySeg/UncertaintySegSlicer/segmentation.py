@@ -3,26 +3,24 @@
 import slicer
 
 from UncertaintySegSlicer.colors import classColor
+from UncertaintySegSlicer.sceneChanges import temporaryNodes
 from UncertaintySegSlicer.volumes import addVolumeNode
 
 
 def addSegmentationFromLabels(scene, labels, geometry, classNames, name, referenceVolumeNode):
     """Segments for classes 1..C-1 of an (I, J, K) label map; classes absent from the map get no segment."""
-    labelmapNode = addVolumeNode(scene, labels, geometry, name + " labels", "vtkMRMLLabelMapVolumeNode")
-    colorTable = scene.AddNewNodeByClass("vtkMRMLColorTableNode", name + " classes")
-    colorTable.SetTypeToUser()
-    colorTable.SetNumberOfColors(len(classNames))
-    colorTable.SetColor(0, classNames[0], 0.0, 0.0, 0.0, 0.0)
-    for index, className in enumerate(classNames[1:], start=1):
-        colorTable.SetColor(index, className, *classColor(index), 1.0)
-    labelmapNode.GetDisplayNode().SetAndObserveColorNodeID(colorTable.GetID())
     segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
     segmentationNode.CreateDefaultDisplayNodes()
     segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
-    try:
+    with temporaryNodes(scene):  # the label map, its display node and the class colour table
+        labelmapNode = addVolumeNode(scene, labels, geometry, name + " labels", "vtkMRMLLabelMapVolumeNode")
+        colorTable = scene.AddNewNodeByClass("vtkMRMLColorTableNode", name + " classes")
+        colorTable.SetTypeToUser()
+        colorTable.SetNumberOfColors(len(classNames))
+        colorTable.SetColor(0, classNames[0], 0.0, 0.0, 0.0, 0.0)
+        for index, className in enumerate(classNames[1:], start=1):
+            colorTable.SetColor(index, className, *classColor(index), 1.0)
+        labelmapNode.GetDisplayNode().SetAndObserveColorNodeID(colorTable.GetID())
         if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmapNode, segmentationNode):
             raise RuntimeError("Slicer could not import the label map into a segmentation")
-    finally:
-        scene.RemoveNode(labelmapNode)
-        scene.RemoveNode(colorTable)
     return segmentationNode
