@@ -25,7 +25,7 @@ def ui_widgets():
 
 
 def module_tree():
-    return ast.parse(MODULE_FILE.read_text())
+    return ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
 
 
 def parameter_fields():
@@ -63,7 +63,7 @@ def test_module_logic_is_the_tested_logic():
 
 
 def test_cmake_lists_every_python_file_and_resource():
-    cmake = (MODULE / "CMakeLists.txt").read_text()
+    cmake = (MODULE / "CMakeLists.txt").read_text(encoding="utf-8")
     listed = set(re.findall(r"^\s+(\S+\.(?:py|ui|png|json|pt|md))\s*$", cmake, flags=re.M))
     python_files = {str(p.relative_to(MODULE)) for folder in ("UncertaintySegLib", "UncertaintySegSlicer") for p in (MODULE / folder).rglob("*.py")}
     assert python_files <= listed, f"not in CMakeLists.txt: {sorted(python_files - listed)}"
@@ -73,7 +73,7 @@ def test_cmake_lists_every_python_file_and_resource():
 
 
 def test_top_level_cmake_is_a_slicer_extension():
-    cmake = (MODULE.parent / "CMakeLists.txt").read_text()
+    cmake = (MODULE.parent / "CMakeLists.txt").read_text(encoding="utf-8")
     for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY \"Segmentation\"", "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL",
                 "EXTENSION_SCREENSHOTURLS", "EXTENSION_DEPENDS \"PyTorch\"", "add_subdirectory(UncertaintySeg)"):
         assert key in cmake
@@ -81,7 +81,7 @@ def test_top_level_cmake_is_a_slicer_extension():
 
 def test_core_library_never_imports_slicer_vtk_qt_or_ctk():
     for path in (MODULE / "UncertaintySegLib").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             for name in names:
                 assert name.split(".")[0] not in {"slicer", "vtk", "qt", "ctk", "vtkmodules"}, f"{path.name} imports {name}"
@@ -89,4 +89,4 @@ def test_core_library_never_imports_slicer_vtk_qt_or_ctk():
 
 def test_mrml_glue_never_imports_qt_or_ctk():
     for path in (MODULE / "UncertaintySegSlicer").glob("*.py"):
-        assert not re.search(r"^\s*(import|from)\s+(qt|ctk)\b", path.read_text(), flags=re.M), path.name
+        assert not re.search(r"^\s*(import|from)\s+(qt|ctk)\b", path.read_text(encoding="utf-8"), flags=re.M), path.name
