@@ -8,8 +8,9 @@ Recipe: everything frozen but the last module that owns parameters (for MONAI's 
 convolution), cross-entropy, Adam with learning rate 1e-3 for a Dice-trained model (`dice`,
 `dice_ce`) or 1e-4 for a cross-entropy-trained one (`ce`), the training loss read from the model
 folder's `training_summary.json` (or the description `train` writes into model.json) unless given;
-the learning rate times 0.1 when the held-out NLL stalls, at most 50 epochs, early stopping on a
-seeded held-out part of the cases, the best epoch kept (the unchanged network competes too).
+the learning rate times 0.1 when the held-out NLL stalls, at most 50 epochs, early stopping (patience
+10, as the auxiliary convolution, so the plateau schedule acts first) on a seeded held-out part of
+the cases, the best epoch kept (the unchanged network competes too).
 The loop is `fine_tuning.fine_tune` (training crops, augmentation and held-out NLL of `train.py`).
 """
 
@@ -73,7 +74,7 @@ class LastLayerFineTuning:
     method = "finetune"
     title = "Last-layer fine-tuning"
 
-    def __init__(self, loss: str | None = None, learning_rate: float | None = None, max_epochs: int = 50, patience: int = 5,
+    def __init__(self, loss: str | None = None, learning_rate: float | None = None, max_epochs: int = 50, patience: int = 10,
                  plateau_patience: int = 2, holdout_fraction: float = 0.2, batch_size: int = 8,
                  patch_size: tuple[int, int, int] | None = None, seed: int = 0):
         self.loss = loss
