@@ -1,9 +1,10 @@
 """A real MRML scene from `slicer-core`, set up as the Slicer application sets it up.
 
-`slicer-core` ships Slicer's MRML and module logics but not its share folder, so the two
-file-based colour tables the project uses (Viridis, Inferno) are written from matplotlib's
-definitions into a temporary share folder, where `vtkSlicerColorLogic` loads them under
-Slicer's own IDs. Slice views render to RGBA through `vtkMRMLSliceLogic`, without OpenGL.
+`slicer-core` ships Slicer's MRML and module logics but not its share folder, so the
+file-based colour tables the project uses (Viridis, Inferno, and the panel's other overlay
+colour maps Magma, Plasma, Cividis) are written from matplotlib's definitions into a temporary
+share folder, where `vtkSlicerColorLogic` loads them under Slicer's own IDs. Slice views render
+to RGBA through `vtkMRMLSliceLogic`, without OpenGL.
 """
 
 from pathlib import Path
@@ -15,7 +16,7 @@ def writeColorFiles(homeDirectory: Path, shareSubdirectory="share"):
 
     colorDirectory = homeDirectory / shareSubdirectory / "ColorFiles"
     colorDirectory.mkdir(parents=True, exist_ok=True)
-    for name in ("Viridis", "Inferno"):
+    for name in ("Viridis", "Inferno", "Magma", "Plasma", "Cividis"):
         colormap = matplotlib.colormaps[name.lower()]
         lines = ["# 256 values"]
         for index in range(256):

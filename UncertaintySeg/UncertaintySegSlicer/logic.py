@@ -27,7 +27,6 @@ from pathlib import Path
 
 import slicer
 
-from UncertaintySegLib.binning import VARIANTS
 from UncertaintySegSlicer.charts import addReliabilityTable, addRunSeries, refreshReliabilityCharts, reliabilityChart, showChart
 from UncertaintySegSlicer.colors import INFERNO, VIRIDIS
 from UncertaintySegSlicer.display import setFixedDisplayRange, showOverlay
@@ -120,7 +119,8 @@ class UncertaintySegLogicBase:
         if str(calibrator) in METHODS and not Path(calibrator).exists():
             raise InputError(f"calibrator='{calibrator}' names a calibration method: expected the folder of a saved calibrator "
                              f"(`uncertaintyseg calibrate --model {loadedModel.spec.name} --method {calibrator} --out FOLDER`, "
-                             "then calibrator='FOLDER'); fitting from the panel is not available yet.")
+                             "then calibrator='FOLDER'), or one fitted on reference segmentations in the scene "
+                             f"(`logic.fitCalibrator([(volumeNode, segmentationNode)], model=..., method='{calibrator}')`).")
         return load_calibrator_for(Path(calibrator), loadedModel)
 
     def addPredictionFolderToScene(self, inputVolume, folder, overlay="entropy", overlayOpacity=0.5, **options):
@@ -154,6 +154,7 @@ class UncertaintySegLogicBase:
         `show`: put the overlay in the slice views and the chart in a plot view (layout switched where the
         scene has a layout node, as the Plots module does).
         """
+        from UncertaintySegLib.binning import VARIANTS  # numba: not when Slicer loads the module, before dependencies exist
         from UncertaintySegLib.segment_centres import segment_centres
 
         maps = ["entropy"] + (["mutual_information"] if prediction.mutual_information is not None else [])

@@ -1,0 +1,150 @@
+"""The panel's choices: what each combo box offers, how it reads, and what it means to the CLI and the Logic.
+
+The module's `@parameterNodeWrapper` annotates its fields with these enums; Slicer's
+`QComboBoxToEnumConnector` lists a combo box's items from the enum, labelled by its `label()`,
+and stores the member's *name* in the parameter node (so a saved scene survives a relabelling).
+The value of a member is what `uncertaintyseg predict` or the Logic takes.
+Free of Qt and of slicer, so it is tested here.
+"""
+
+import enum
+
+DEVICES = ["auto", "cpu", "cuda"]
+
+# The model combo box lists the bundled models by name, then these three sources.
+MODEL_FILE = "TorchScript file or model.json..."
+MODEL_FOLDER = "MONAI bundle or model folder..."
+PRECOMPUTED = "precomputed probabilities..."
+MODEL_SOURCES = (MODEL_FILE, MODEL_FOLDER, PRECOMPUTED)
+
+
+def modelChoices(bundledNames):
+    """Items of the model combo box: the bundled models, then a file, a folder, saved probabilities."""
+    return [*bundledNames, *MODEL_SOURCES]
+
+
+class _Labelled(enum.Enum):
+    """An enum whose combo-box text is `LABELS[member]` (Slicer calls `label(member)`)."""
+
+    def label(self):
+        return self._labels()[self.name]
+
+    @classmethod
+    def _labels(cls):
+        raise NotImplementedError
+
+
+class UncertaintyMethod(_Labelled):
+    """`predict --method` (None for AUTO: an ensemble's members averaged, else one softmax pass)."""
+
+    AUTO = "auto"
+    SOFTMAX = "softmax"
+    MC_DROPOUT = "mc_dropout"
+    ENSEMBLE = "ensemble"
+    TTA = "tta"
+    ENSEMBLE_MC_DROPOUT = "ensemble+mc_dropout"
+    ENSEMBLE_TTA = "ensemble+tta"
+    MC_DROPOUT_TTA = "mc_dropout+tta"
+    ENSEMBLE_MC_DROPOUT_TTA = "ensemble+mc_dropout+tta"
+
+    @classmethod
+    def _labels(cls):
+        return {"AUTO": "Automatic (ensemble average, else one pass)", "SOFTMAX": "Single pass (softmax)",
+                "MC_DROPOUT": "MC dropout", "ENSEMBLE": "Deep ensemble", "TTA": "Test-time augmentation (flips)",
+                "ENSEMBLE_MC_DROPOUT": "Ensemble + MC dropout", "ENSEMBLE_TTA": "Ensemble + test-time augmentation",
+                "MC_DROPOUT_TTA": "MC dropout + test-time augmentation",
+                "ENSEMBLE_MC_DROPOUT_TTA": "Ensemble + MC dropout + test-time augmentation"}
+
+    @property
+    def cliMethod(self):
+        return None if self is UncertaintyMethod.AUTO else self.value
+
+    @property
+    def drawsDropoutSamples(self):
+        return "mc_dropout" in self.value
+
+
+class CalibrationSource(_Labelled):
+    NONE = "none"
+    SAVED = "saved"
+    FIT = "fit"
+
+    @classmethod
+    def _labels(cls):
+        return {"NONE": "None", "SAVED": "Load a saved calibrator", "FIT": "Fit now from reference segmentations"}
+
+
+class CalibrationMethod(_Labelled):
+    """`uncertaintyseg calibrate --method` names of the methods the panel fits."""
+
+    TEMPERATURE = "temperature"
+    VECTOR = "vector"
+    PLATT = "platt"
+    AUXCONV = "auxconv"
+    FINETUNE = "finetune"
+
+    @classmethod
+    def _labels(cls):
+        return {"TEMPERATURE": "Temperature scaling", "VECTOR": "Vector scaling", "PLATT": "Platt scaling",
+                "AUXCONV": "Auxiliary convolution (k = 5)", "FINETUNE": "Fine-tune the last layer (new model)"}
+
+
+class RegionOfInterest(_Labelled):
+    """Where calibration is measured against the reference (the Logic's `roi`; MASK: the mask node)."""
+
+    BBOX = "bbox"
+    WHOLE = "whole"
+    MASK = "mask"
+
+    @classmethod
+    def _labels(cls):
+        return {"BBOX": "Reference box, dilated (8 mm in-plane, 2 slices)", "WHOLE": "Whole volume", "MASK": "Inside a mask"}
+
+
+class OverlayMap(_Labelled):
+    """The volume shown over the input; PROBABILITY: the first foreground class's probability."""
+
+    ENTROPY = "entropy"
+    MUTUAL_INFORMATION = "mutual_information"
+    PROBABILITY = "probability"
+
+    @classmethod
+    def _labels(cls):
+        return {"ENTROPY": "Entropy (total uncertainty)", "MUTUAL_INFORMATION": "Mutual information (model uncertainty)",
+                "PROBABILITY": "Probability of the first class"}
+
+
+class OverlayColormap(_Labelled):
+    """Colour table of the overlay, by Slicer's IDs; DEFAULT keeps the map's own (Inferno, or Viridis for probabilities)."""
+
+    DEFAULT = ""
+    INFERNO = "vtkMRMLColorTableNodeFileInferno.txt"
+    MAGMA = "vtkMRMLColorTableNodeFileMagma.txt"
+    PLASMA = "vtkMRMLColorTableNodeFilePlasma.txt"
+    VIRIDIS = "vtkMRMLColorTableNodeFileViridis.txt"
+    CIVIDIS = "vtkMRMLColorTableNodeFileCividis.txt"
+
+    @classmethod
+    def _labels(cls):
+        return {"DEFAULT": "Default (Inferno; Viridis for probabilities)", "INFERNO": "Inferno", "MAGMA": "Magma",
+                "PLASMA": "Plasma", "VIRIDIS": "Viridis", "CIVIDIS": "Cividis"}
+
+
+def panelVisibility(parameters):
+    """Which optional rows of the panel the current choices need: {row name: shown} (the Widget maps rows to widgets)."""
+    precomputed = parameters.model == PRECOMPUTED
+    calibration = parameters.calibration
+    hasReference = parameters.reference is not None
+    return {
+        "modelFile": parameters.model == MODEL_FILE,
+        "modelFolder": parameters.model == MODEL_FOLDER,
+        "probabilitiesFile": precomputed,
+        "classNames": precomputed,
+        "method": not precomputed,
+        "samples": not precomputed and parameters.method.drawsDropoutSamples,
+        "calibration": not precomputed,
+        "calibratorFolder": not precomputed and calibration is not CalibrationSource.NONE,
+        "calibrationFit": not precomputed and calibration is CalibrationSource.FIT,
+        "roi": hasReference,
+        "roiMask": hasReference and parameters.roi is RegionOfInterest.MASK,
+    }
