@@ -1,7 +1,6 @@
 """The background runner against the real CLI: progress, success, cancel within 2 s, the CLI's error message, no deadlock."""
 
 import json
-import os
 import re
 import signal
 import sys

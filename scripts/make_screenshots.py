@@ -4,7 +4,10 @@
 
 - demo-overlay.png: `uncertaintyseg demo`'s slice figure on the first test-split case;
 - slice-entropy-overlay.png: what a Slicer slice view shows after the Logic runs, rendered
-  headless from a real `slicer-core` MRML scene (the same set-up as the tests).
+  headless from a real `slicer-core` MRML scene (the same set-up as the tests);
+- slice-mutual-information-overlay.png: what the panel's Apply shows for MC dropout (20 samples) with the
+  mutual-information overlay in Magma: `predict` run in the background and its folder loaded, as the
+  Widget does it (UncertaintySegSlicer.panelRun), rendered the same way.
 """
 
 import shutil
@@ -52,9 +55,47 @@ def slice_view(workspace: Path) -> None:
     writer.Write()
 
 
+def panel_mutual_information_view(workspace: Path) -> None:
+    import numpy as np
+    import vtk
+    from slicer_scene import addSliceView, createScene, renderSlice
+
+    from UncertaintySegLib.data import load_split, resolve_data_root
+    from UncertaintySegLib.io import read_volume
+    from UncertaintySegSlicer.logic import UncertaintySegLogicBase
+    from UncertaintySegSlicer.panelChoices import OverlayColormap, OverlayMap, UncertaintyMethod
+    from UncertaintySegSlicer.panelRun import PanelRun, RunSettings
+    from UncertaintySegSlicer.process import SUCCEEDED
+    from UncertaintySegSlicer.volumes import addVolumeNode, volumeFromNode
+
+    scene, appLogic = createScene(workspace / "slicer-home-panel")
+    sliceLogic = addSliceView(appLogic, size=(400, 400))
+    volume = read_volume(load_split(resolve_data_root(), "test")[0].image)
+    inputNode = addVolumeNode(scene, volume.array, volume.geometry, "hippocampus_011")
+    settings = RunSettings(inputVolume=inputNode, device="cpu", method=UncertaintyMethod.MC_DROPOUT, samples=20,
+                           overlay=OverlayMap.MUTUAL_INFORMATION, overlayColormap=OverlayColormap.MAGMA, overlayOpacity=0.7)
+    run = PanelRun(settings, workParent=workspace).start()
+    if run.process.wait(600) != SUCCEEDED:
+        raise RuntimeError(f"predict failed: {run.errorMessage}\n{run.log}")
+    loaded = run.load(UncertaintySegLogicBase())
+    run.cleanup()
+    sliceLogic.FitSliceToAll()
+    matrix = vtk.vtkMatrix4x4()
+    inputNode.GetIJKToRASMatrix(matrix)
+    mi = volumeFromNode(loaded.overlayNode).array
+    i, j, k = np.unravel_index(mi.argmax(), mi.shape)  # the slice through the voxel the model is least sure of
+    sliceLogic.SetSliceOffset(matrix.MultiplyPoint([float(i), float(j), float(k), 1.0])[2])
+    _, image = renderSlice(sliceLogic)
+    writer = vtk.vtkPNGWriter()
+    writer.SetFileName(str(SCREENSHOTS / "slice-mutual-information-overlay.png"))
+    writer.SetInputData(image)
+    writer.Write()
+
+
 if __name__ == "__main__":
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as workspace:
         demo_overlay(Path(workspace))
         slice_view(Path(workspace))
+        panel_mutual_information_view(Path(workspace))
     print(f"written: {sorted(p.name for p in SCREENSHOTS.iterdir())}")
