@@ -44,15 +44,134 @@ def test_every_ui_attribute_used_exists_in_the_ui_file():
     assert used <= set(ui_widgets()), f"missing in the .ui: {sorted(used - set(ui_widgets()))}"
 
 
+# Fields no widget binds: the Widget edits them (the Add/Remove pair buttons write calibrationPairs).
+WIDGET_MANAGED_FIELDS = {"calibrationPairs"}
+
+
+def enum_names():
+    import enum
+
+    from UncertaintySegSlicer import panelChoices
+
+    return {name for name, value in vars(panelChoices).items() if isinstance(value, type) and issubclass(value, enum.Enum)
+            and len(value) > 0}
+
+
+def connector_accepts(widget_class, annotation):
+    """Mirror of the `canRepresent` rules of Slicer's parameterNodeWrapper GUI connectors (Base/Python/slicer/
+    parameterNodeWrapper/guiConnectors.py) for the widget classes this panel uses."""
+    node = r"vtkMRML\w+Node"
+    rules = {
+        "qMRMLNodeComboBox": lambda a: re.fullmatch(rf"{node}|Union\[{node}(, {node})+\]", a),
+        "QComboBox": lambda a: (a.startswith("Annotated[str, Choice(") or a in enum_names()),  # str needs Choice
+        "ctkPathLineEdit": lambda a: a == "Path",
+        "QCheckBox": lambda a: a == "bool",
+        "QSpinBox": lambda a: a.startswith("Annotated[int, WithinRange("),
+        "ctkSliderWidget": lambda a: a.startswith("Annotated[float, WithinRange("),  # a slider needs a range
+        "QLineEdit": lambda a: a == "str",
+    }
+    return widget_class in rules and bool(rules[widget_class](annotation))
+
+
 def test_every_slicer_parameter_name_maps_to_a_parameter_node_field_and_back():
     mapped = {parameter: cls for cls, parameter in ui_widgets().values() if parameter}
     fields = parameter_fields()
-    assert set(mapped) == set(fields), f"ui: {sorted(mapped)}, parameter node: {sorted(fields)}"
-    # widget classes that parameterNodeWrapper's GUI connectors can bind to the field types
-    expected = {"inputVolume": "qMRMLNodeComboBox", "model": "QComboBox", "device": "QComboBox", "overlayOpacity": "ctkSliderWidget"}
-    assert {name: mapped[name] for name in expected} == expected
-    assert "Choice" in fields["model"] and "Choice" in fields["device"]  # QComboBox <-> str needs Choice
-    assert "WithinRange" in fields["overlayOpacity"]  # ctkSliderWidget <-> float needs a range
+    assert len(mapped) == sum(1 for _, parameter in ui_widgets().values() if parameter), "two widgets bind one parameter"
+    assert set(mapped) == set(fields) - WIDGET_MANAGED_FIELDS, f"ui: {sorted(mapped)}, parameter node: {sorted(fields)}"
+    for name, widget_class in mapped.items():
+        assert connector_accepts(widget_class, fields[name]), f"{name}: no GUI connector binds a {widget_class} to {fields[name]}"
+    assert fields["calibrationPairs"] == "list[tuple[vtkMRMLScalarVolumeNode, vtkMRMLNode]]"
+    # the names the console API and earlier scenes use
+    assert {"inputVolume", "model", "device", "overlayOpacity", "method", "samples", "reference", "roi"} <= set(mapped)
+
+
+def test_enum_parameters_have_a_default_member_and_a_label_for_every_member():
+    from UncertaintySegSlicer import panelChoices
+
+    for node in module_tree().body:
+        if isinstance(node, ast.ClassDef) and node.name == "UncertaintySegParameterNode":
+            defaults = {stmt.target.id: ast.unparse(stmt.value) for stmt in node.body if isinstance(stmt, ast.AnnAssign) and stmt.value}
+    for name, annotation in parameter_fields().items():
+        if annotation in enum_names():
+            enum = getattr(panelChoices, annotation)
+            assert defaults[name].startswith(f"{annotation}.") and defaults[name].split(".")[1] in enum.__members__, name
+            labels = [enum.label(member) for member in enum]  # what QComboBoxToEnumConnector lists
+            assert all(labels) and len(set(labels)) == len(labels), annotation
+
+
+def test_panel_sections_and_run_controls():
+    widgets = ui_widgets()
+    tree = ElementTree.parse(UI_FILE)
+    sections = {w.get("name"): w.find("property[@name='text']/string").text for w in tree.iter("widget")
+                if w.get("class") == "ctkCollapsibleButton"}
+    assert sections == {"inputsCollapsibleButton": "Inputs", "uncertaintyCollapsibleButton": "Uncertainty",
+                        "calibrationCollapsibleButton": "Calibration", "outputsCollapsibleButton": "Outputs",
+                        "segmentsCollapsibleButton": "Segments"}
+    expected = {"applyButton": "QPushButton", "progressBar": "QProgressBar", "statusLabel": "QLabel", "showLogButton": "QPushButton",
+                "logTextEdit": "QPlainTextEdit", "segmentTableView": "qMRMLTableView", "fitCalibratorButton": "QPushButton",
+                "calibrationPairsList": "QListWidget", "calibrationVolumeSelector": "qMRMLNodeComboBox",
+                "calibrationReferenceSelector": "qMRMLNodeComboBox"}
+    assert {name: widgets[name][0] for name in expected} == expected
+    section_of = {}
+    for section in tree.iter("widget"):
+        if section.get("class") == "ctkCollapsibleButton":
+            section_of.update({w.get("name"): section.get("name") for w in section.iter("widget")})
+    for parameter, section in (("inputVolume", "inputs"), ("model", "inputs"), ("device", "inputs"), ("method", "uncertainty"),
+                               ("calibration", "calibration"), ("calibrationMethod", "calibration"), ("overlay", "outputs"),
+                               ("reference", "outputs"), ("roi", "outputs"), ("createEntropy", "outputs")):
+        name = next(n for n, (_, p) in widgets.items() if p == parameter)
+        assert section_of[name] == f"{section}CollapsibleButton", parameter
+
+
+def test_every_mrml_widget_gets_the_scene_and_every_custom_widget_is_declared():
+    tree = ElementTree.parse(UI_FILE)
+    top = tree.find("widget").get("name")
+    connected = {c.findtext("receiver") for c in tree.iter("connection")
+                 if c.findtext("sender") == top and c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"
+                 and c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
+    mrml = {name for name, (cls, _) in ui_widgets().items() if cls.startswith("qMRML") and name != top}
+    assert mrml and mrml == connected, f"without the scene: {sorted(mrml - connected)}"
+    declared = {c.findtext("class") for c in tree.iter("customwidget")}
+    used = {cls for cls, _ in ui_widgets().values()}
+    assert {cls for cls in used if cls.startswith(("ctk", "qMRML"))} <= declared
+
+
+def test_folder_parameters_browse_folders_and_file_parameters_browse_files():
+    for widget in ElementTree.parse(UI_FILE).iter("widget"):
+        if widget.get("class") == "ctkPathLineEdit":
+            parameter = widget.find("property[@name='SlicerParameterName']/string").text
+            filters = widget.find("property[@name='filters']/set").text
+            wanted = "ctkPathLineEdit::Dirs" if parameter.endswith("Folder") else "ctkPathLineEdit::Files"
+            assert wanted in filters.split("|"), (parameter, filters)
+
+
+def test_panel_rows_name_existing_widgets_and_cover_every_optional_row():
+    from types import SimpleNamespace
+
+    from UncertaintySegSlicer.panelChoices import panelVisibility
+    from UncertaintySegSlicer.panelRun import RunSettings
+
+    rows = next(ast.literal_eval(node.value) for node in module_tree().body
+                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "PANEL_ROWS")
+    assert set(rows) == set(panelVisibility(SimpleNamespace(**vars(RunSettings(inputVolume=None)))))
+    names = {name for row in rows.values() for name in row}
+    assert names <= set(ui_widgets()), f"missing in the .ui: {sorted(names - set(ui_widgets()))}"
+
+
+def test_the_module_loads_in_a_slicer_without_torch_monai_numba_scipy_or_matplotlib():
+    """Slicer imports the module at startup, before the first Apply can install anything: nothing it imports at load
+    time may need those packages (the core and the MRML glue import them inside functions)."""
+    import subprocess
+    import sys
+
+    imported = sorted({node.module for node in module_tree().body if isinstance(node, ast.ImportFrom)
+                       and (node.module or "").split(".")[0] in ("UncertaintySegLib", "UncertaintySegSlicer")})
+    assert "UncertaintySegSlicer.logic" in imported and "UncertaintySegSlicer.panelRun" in imported
+    blocked = ["torch", "monai", "numba", "scipy", "matplotlib"]
+    code = (f"import sys\nfor name in {blocked!r}: sys.modules[name] = None\nsys.path.insert(0, {str(MODULE)!r})\n"
+            + "".join(f"import {module}\n" for module in imported))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_module_logic_is_the_tested_logic():
@@ -69,14 +188,36 @@ def test_cmake_lists_every_python_file_and_resource():
     assert python_files <= listed, f"not in CMakeLists.txt: {sorted(python_files - listed)}"
     for entry in listed:
         assert (MODULE / entry.replace("${MODULE_NAME}", "UncertaintySeg")).exists(), f"CMakeLists.txt lists a missing file: {entry}"
+    resolved = {entry.replace("${MODULE_NAME}", "UncertaintySeg") for entry in listed}
+    resources = {str(p.relative_to(MODULE)) for p in (MODULE / "Resources").rglob("*") if p.suffix in (".png", ".ui")
+                 and "Models" not in p.parts}
+    assert resources <= resolved, f"resources not in CMakeLists.txt: {sorted(resources - resolved)}"
+    python_lines = re.search(r"set\(MODULE_PYTHON_SCRIPTS\n(.*?)\n\s*\)", cmake, flags=re.S).group(1).split()[1:]
+    assert python_lines == sorted(python_lines), "keep MODULE_PYTHON_SCRIPTS sorted"
     assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in cmake
 
 
 def test_top_level_cmake_is_a_slicer_extension():
     cmake = (MODULE.parent / "CMakeLists.txt").read_text(encoding="utf-8")
-    for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY \"Segmentation\"", "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL",
-                "EXTENSION_SCREENSHOTURLS", "EXTENSION_DEPENDS \"PyTorch\"", "add_subdirectory(UncertaintySeg)"):
+    for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY \"Segmentation\"", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
+                "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS", "EXTENSION_DEPENDS \"PyTorch\"", "add_subdirectory(UncertaintySeg)"):
         assert key in cmake
+    # the icon and screenshots the Extensions Index shows are files of this repository (raw URLs of its main branch)
+    urls = re.findall(r"https://raw\.githubusercontent\.com/\S+?/main/([^\s\"]+)", cmake)
+    icon = re.search(r'EXTENSION_ICONURL "https://raw\.githubusercontent\.com/\S+?/main/([^"]+)"', cmake).group(1)
+    assert icon.startswith("Resources/") and icon.endswith(".png") and len(urls) >= 3
+    for path in urls:
+        assert (MODULE.parent / path).is_file(), f"{path} is not in the repository"
+
+
+def test_ci_has_lint_tests_and_a_slicer_self_test():
+    workflow = (MODULE.parent / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8")
+    for job in ("lint:", "tests:", "slicer-self-test:"):
+        assert f"\n  {job}" in workflow, job
+    assert "ruff check" in workflow and "compileall" in workflow
+    script = re.search(r"--python-script (\S+)", workflow).group(1)
+    assert (MODULE.parent / script).is_file()
+    assert "xvfb-run" in workflow and "--testing" in workflow and "--additional-module-paths" in workflow
 
 
 def test_core_library_never_imports_slicer_vtk_qt_or_ctk():

@@ -1,15 +1,20 @@
 """UncertaintySeg: how far to trust a segmentation network, voxel by voxel. GUI glue only.
 
-The work is done by `UncertaintySegSlicer` (MRML glue) and `UncertaintySegLib` (the core).
+The work is done by `UncertaintySegSlicer` (MRML glue, free of Qt: argument building, background runs,
+output loading, calibrator fitting, dependency checks) and `UncertaintySegLib` (the core). Nothing
+imported here at module load needs torch, MONAI, numba or scipy: those are installed on first Apply.
 """
 
-import importlib.util
-from typing import Annotated
+import os
+import traceback
+from pathlib import Path
+from typing import Annotated, Union
 
+import qt
 import vtk
 
 import slicer
-from slicer import vtkMRMLScalarVolumeNode
+from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -20,11 +25,30 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from UncertaintySegLib.models import bundled_model_names
+from UncertaintySegSlicer.calibrationFitting import (CalibrationFittingMixin, calibrationPairLabels, checkFitParameters,
+                                                     useFittedCalibration)
+from UncertaintySegSlicer.dependencies import installMissing, installPlan
 from UncertaintySegSlicer.logic import UncertaintySegLogicBase
+from UncertaintySegSlicer.panelChoices import (DEVICES, PRECOMPUTED, CalibrationMethod, CalibrationSource, OverlayColormap,
+                                               OverlayMap, RegionOfInterest, UncertaintyMethod, modelChoices, panelVisibility)
+from UncertaintySegSlicer.panelRun import PanelRun, RunSettings, checkRunParameters, statusText
+from UncertaintySegSlicer.process import FAILED, RUNNING, SUCCEEDED
 
-DEVICES = ["auto", "cpu", "cuda"]
-# import name -> pip requirement, installed on first Apply after asking (torch via the PyTorch extension)
-REQUIRED_PACKAGES = {"torch": None, "monai": "monai>=1.4", "SimpleITK": "SimpleITK"}
+# Optional rows of the panel (panelChoices.panelVisibility) -> the widgets that show or hide with them.
+PANEL_ROWS = {
+    "modelFile": ("modelFileLabel", "modelFileSelector"),
+    "modelFolder": ("modelFolderLabel", "modelFolderSelector"),
+    "probabilitiesFile": ("probabilitiesFileLabel", "probabilitiesFileSelector"),
+    "classNames": ("classNamesLabel", "classNamesEdit"),
+    "method": ("methodLabel", "methodSelector"),
+    "samples": ("samplesLabel", "samplesSpinBox"),
+    "calibration": ("calibrationSourceLabel", "calibrationSourceSelector"),
+    "calibratorFolder": ("calibratorFolderLabel", "calibratorFolderSelector"),
+    "calibrationFit": ("fitGroupBox",),
+    "roi": ("roiLabel", "roiSelector"),
+    "roiMask": ("roiMaskLabel", "roiMaskSelector"),
+}
+POLL_INTERVAL_MS = 100
 
 
 class UncertaintySeg(ScriptedLoadableModule):
@@ -36,8 +60,11 @@ class UncertaintySeg(ScriptedLoadableModule):
         self.parent.contributors = ["UncertaintySeg developers"]
         self.parent.helpText = (
             "Runs a segmentation network on a volume and shows how far to trust it: per-class probability "
-            "volumes, a voxel-wise entropy overlay (bright = unsure) and a segmentation with the model's classes. "
-            "See the README for the command-line tool and the Python console API."
+            "volumes, a voxel-wise entropy (or mutual information) overlay, bright where the model is unsure, a "
+            "segmentation with the model's classes and a per-segment table with quality flags. With a reference "
+            "segmentation: calibration metrics (ECE, NLL, Brier, Dice) and a reliability diagram. Calibrators can be "
+            "loaded or fitted here on reference segmentations. See the README for the command-line tool and the "
+            "Python console API."
         )
         self.parent.acknowledgementText = (
             "Default model trained on the Medical Segmentation Decathlon Task04 Hippocampus data "
@@ -47,14 +74,49 @@ class UncertaintySeg(ScriptedLoadableModule):
             "segmentation networks) and Czolbe et al. (is segmentation uncertainty useful?, IPMI 2021). "
             "Built on MONAI, PyTorch and SimpleITK."
         )
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData():
+    """A hippocampus MRI with its reference segmentation, in the Sample Data module (UncertaintySegSlicer.sampleData)."""
+    import SampleData
+
+    from UncertaintySegSlicer.sampleData import registerSampleData as register
+
+    register(SampleData.SampleDataLogic, os.path.join(os.path.dirname(__file__), "Resources", "Icons"))
 
 
 @parameterNodeWrapper
 class UncertaintySegParameterNode:
+    """Every setting of the panel; saved with the scene. Widgets bind by their SlicerParameterName."""
+
+    # Inputs
     inputVolume: vtkMRMLScalarVolumeNode
-    model: Annotated[str, Choice(bundled_model_names())] = "hippocampus"
+    model: Annotated[str, Choice(modelChoices(bundled_model_names()))] = "hippocampus"
+    modelFile: Path
+    modelFolder: Path
+    probabilitiesFile: Path
+    classNames: str = ""
     device: Annotated[str, Choice(DEVICES)] = "auto"
+    # Uncertainty
+    method: UncertaintyMethod = UncertaintyMethod.AUTO
+    samples: Annotated[int, WithinRange(1, 200)] = 20
+    # Calibration
+    calibration: CalibrationSource = CalibrationSource.NONE
+    calibratorFolder: Path
+    calibrationMethod: CalibrationMethod = CalibrationMethod.TEMPERATURE
+    calibrationPairs: list[tuple[vtkMRMLScalarVolumeNode, vtkMRMLNode]]  # edited by the Add/Remove pair buttons
+    # Outputs
+    createProbabilities: bool = True
+    createEntropy: bool = True
+    createMutualInformation: bool = True
+    createSegmentation: bool = True
+    overlay: OverlayMap = OverlayMap.ENTROPY
+    overlayColormap: OverlayColormap = OverlayColormap.DEFAULT
     overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    reference: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]
+    roi: RegionOfInterest = RegionOfInterest.BBOX
+    roiMask: Union[vtkMRMLSegmentationNode, vtkMRMLScalarVolumeNode]
 
 
 class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -64,6 +126,8 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._run = None  # the PanelRun in progress
+        self._timer = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -72,12 +136,24 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = UncertaintySegLogic()
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_INTERVAL_MS)
+        self._timer.connect("timeout()", self.onPollTimer)
+        self.ui.progressBar.setVisible(False)
+        self.ui.showLogButton.setVisible(False)
+        self.ui.logTextEdit.setVisible(False)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.showLogButton.connect("toggled(bool)", self.ui.logTextEdit.setVisible)
+        self.ui.addCalibrationPairButton.connect("clicked(bool)", self.onAddCalibrationPair)
+        self.ui.removeCalibrationPairButton.connect("clicked(bool)", self.onRemoveCalibrationPair)
+        self.ui.fitCalibratorButton.connect("clicked(bool)", self.onFitCalibrator)
+        self.ui.segmentTableView.connect("selectionChanged()", self.onSegmentSelected)
         self.initializeParameterNode()
 
     def cleanup(self):
+        self.cancelRun()
         self.removeObservers()
 
     def enter(self):
@@ -87,6 +163,7 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event):
+        self.cancelRun()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -101,52 +178,210 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updatePanel)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            self._checkCanApply()
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updatePanel)
+            self.updatePanel()
 
-    def _checkCanApply(self, caller=None, event=None):
-        canApply = bool(self._parameterNode and self._parameterNode.inputVolume)
-        self.ui.applyButton.enabled = canApply
-        self.ui.applyButton.toolTip = "Run the model and show its uncertainty." if canApply else "Select an input volume."
-
-    def onApplyButton(self):
-        if not installMissingPackages():
+    # --- what the panel shows ------------------------------------------------------------------
+    def updatePanel(self, caller=None, event=None):
+        parameters = self._parameterNode
+        if parameters is None:
             return
-        with slicer.util.tryWithErrorDisplay("UncertaintySeg failed.", waitCursor=True):
-            parameters = self._parameterNode
-            result = self.logic.run(parameters.inputVolume, model=parameters.model, device=parameters.device,
-                                    overlayOpacity=parameters.overlayOpacity)
-            folderName = slicer.mrmlScene.GetSubjectHierarchyNode().GetItemName(result.folderItemID)
-            self.ui.statusLabel.text = f"Done: the model ran in {result.timings['inference_s']:.1f} s; outputs are in folder '{folderName}'."
+        for row, shown in panelVisibility(parameters).items():
+            for name in PANEL_ROWS[row]:
+                getattr(self.ui, name).setVisible(shown)
+        pairs = list(parameters.calibrationPairs)
+        self.ui.calibrationPairsList.clear()
+        for text in calibrationPairLabels(pairs):
+            self.ui.calibrationPairsList.addItem(text)
+        self.ui.removeCalibrationPairButton.enabled = bool(pairs)
+        fitProblem = checkFitParameters(parameters)
+        self.ui.fitCalibratorButton.enabled = fitProblem is None and self._run is None
+        self.ui.fitCalibratorButton.toolTip = fitProblem or "Fit the calibrator on the pairs and save it; Apply then uses it."
+        if self._run is not None:
+            return  # Apply is the Cancel button while a run is going on
+        problem = checkRunParameters(parameters)
+        self.ui.applyButton.enabled = problem is None
+        self.ui.applyButton.toolTip = problem or "Run the model in the background and show its uncertainty."
 
+    # --- Apply / Cancel ------------------------------------------------------------------------
+    def onApplyButton(self):
+        if self._run is not None:
+            self.cancelRun()
+            return
+        problem = checkRunParameters(self._parameterNode)
+        if problem:
+            slicer.util.errorDisplay(problem)
+            return
+        if not self.ensureDependencies():
+            return
+        try:
+            self._run = PanelRun(RunSettings.fromParameters(self._parameterNode), workParent=slicer.app.temporaryPath).start()
+        except Exception as error:
+            self.showError("UncertaintySeg could not start the model.", error)
+            return
+        self.ui.applyButton.text = "Cancel"
+        self.ui.applyButton.toolTip = "Stop the run; the scene stays as it was."
+        self.ui.applyButton.enabled = True
+        self.ui.fitCalibratorButton.enabled = False
+        self.ui.progressBar.value = 0
+        self.ui.progressBar.format = "starting"
+        self.ui.progressBar.setVisible(True)
+        self.ui.statusLabel.text = "Running..."
+        self.ui.showLogButton.checked = False
+        self.ui.showLogButton.setVisible(False)
+        self._timer.start()
 
-def installMissingPackages():
-    """Ask, then install what the core needs: torch through the PyTorch extension, the rest with pip."""
-    missing = [name for name in REQUIRED_PACKAGES if importlib.util.find_spec(name) is None]
-    if not missing:
-        return True
-    if not slicer.util.confirmOkCancelDisplay(
-            f"UncertaintySeg needs these Python packages: {', '.join(missing)}. Install them now? "
-            "This downloads several hundred MB and may take a few minutes."):
-        return False
-    if "torch" in missing:
-        import PyTorchUtils
+    def onPollTimer(self):
+        if self._run is None:
+            self._timer.stop()
+            return
+        stage, fraction, state = self._run.poll()
+        self.ui.progressBar.value = int(round(100 * (fraction or 0.0)))
+        self.ui.progressBar.format = f"{stage} (%p%)"
+        if state == RUNNING:
+            return
+        self._timer.stop()
+        self.finishRun()
 
-        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False) is None:
-            slicer.util.errorDisplay("PyTorch could not be installed: install it from the PyTorch module, then retry.")
+    def finishRun(self):
+        run, loaded = self._run, None
+        try:
+            if run.state == SUCCEEDED:
+                with slicer.util.WaitCursor():
+                    loaded = run.load(self.logic, self._parameterNode)
+                self.ui.segmentTableView.setMRMLTableNode(loaded.result.segmentTableNode)
+                self.ui.segmentsCollapsibleButton.collapsed = False
+            self.ui.statusLabel.text = statusText(run, loaded)
+            if run.state == FAILED:
+                slicer.util.errorDisplay(f"UncertaintySeg failed: {run.errorMessage}", detailedText=run.log)
+        except Exception as error:
+            self.ui.statusLabel.text = f"The model ran, but its outputs could not be shown: {error}"
+            self.showError("The model ran, but its outputs could not be shown.", error)
+        finally:
+            self.ui.logTextEdit.plainText = run.log
+            self.ui.showLogButton.setVisible(True)
+            run.cleanup()
+            self._run = None
+            self.ui.progressBar.setVisible(False)
+            self.ui.applyButton.text = "Apply"
+            self.updatePanel()
+
+    def cancelRun(self):
+        """Stop a run in progress (Cancel, closing the scene, reloading the module): nothing is added to the scene."""
+        if self._run is None:
+            return
+        if self._timer is not None:
+            self._timer.stop()
+        self._run.cancel()
+        self.ui.statusLabel.text = statusText(self._run)
+        self.ui.logTextEdit.plainText = self._run.log
+        self.ui.showLogButton.setVisible(True)
+        self._run = None
+        self.ui.progressBar.setVisible(False)
+        self.ui.applyButton.text = "Apply"
+        self.updatePanel()
+
+    def onSegmentSelected(self):
+        view = self.ui.segmentTableView
+        tableNode = view.mrmlTableNode()
+        rows = view.selectionModel().selectedRows() if view.selectionModel() else []
+        if tableNode is None or not rows:
+            return
+        row = view.tableModel().mrmlTableRowIndex(view.sortFilterProxyModel().mapToSource(rows[0]))
+        if row >= 0:
+            self.logic.jumpToSegment(tableNode, row)
+
+    # --- calibration ---------------------------------------------------------------------------
+    def onAddCalibrationPair(self):
+        volume, reference = self.ui.calibrationVolumeSelector.currentNode(), self.ui.calibrationReferenceSelector.currentNode()
+        if volume is None or reference is None:
+            slicer.util.errorDisplay("Select a volume and its reference segmentation first.")
+            return
+        self._parameterNode.calibrationPairs = [*self._parameterNode.calibrationPairs, (volume, reference)]
+
+    def onRemoveCalibrationPair(self):
+        row = self.ui.calibrationPairsList.currentRow
+        pairs = list(self._parameterNode.calibrationPairs)
+        if 0 <= row < len(pairs):
+            del pairs[row]
+            self._parameterNode.calibrationPairs = pairs
+
+    def onFitCalibrator(self):
+        parameters = self._parameterNode
+        problem = checkFitParameters(parameters)
+        if problem:
+            slicer.util.errorDisplay(problem)
+            return
+        if not self.ensureDependencies():
+            return
+        folder = Path(parameters.calibratorFolder)
+        method = parameters.calibrationMethod
+
+        def progress(stage, fraction):
+            self.ui.progressBar.value = int(round(100 * fraction))
+            self.ui.progressBar.format = f"{stage} (%p%)"
+            slicer.app.processEvents()
+
+        self.ui.progressBar.setVisible(True)
+        self.ui.calibrationStatusLabel.text = f"Fitting: {method.label()}..."
+        model = RunSettings.fromParameters(parameters).modelArguments()["model"]
+        try:
+            with slicer.util.WaitCursor():
+                fitted = self.logic.fitCalibrator(list(parameters.calibrationPairs), model=model, method=method.value,
+                                                  device=parameters.device, saveTo=folder, overwrite=folder.exists(), progress=progress)
+        except Exception as error:
+            self.ui.calibrationStatusLabel.text = f"Fitting failed: {error}"
+            self.showError("The calibrator could not be fitted.", error)
+            return
+        finally:
+            self.ui.progressBar.setVisible(False)
+        useFittedCalibration(parameters, fitted)
+        use = "a new model folder, now the panel's model" if fitted.isModel else "Apply uses it"
+        self.ui.calibrationStatusLabel.text = f"{fitted.description}. Saved in {fitted.folder} ({use}); {fitted.fitSeconds:.1f} s."
+
+    # --- helpers -------------------------------------------------------------------------------
+    def ensureDependencies(self):
+        """Install torch (PyTorch extension), MONAI and the rest after asking; False when the user declines."""
+        plan = installPlan()
+        if not plan:
+            return True
+
+        def installTorch(versionRequirement):
+            try:
+                import PyTorchUtils
+            except ModuleNotFoundError:
+                raise RuntimeError("UncertaintySeg needs the PyTorch extension: install it from the Extensions Manager, "
+                                   "restart Slicer, then click Apply again.") from None
+            with slicer.util.WaitCursor():
+                # askConfirmation=False: installMissing asked once for every package
+                return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=versionRequirement)
+
+        def pipInstall(requirements):
+            with slicer.util.WaitCursor():
+                slicer.util.pip_install(requirements)
+
+        try:
+            return installMissing(plan, slicer.util.confirmOkCancelDisplay, installTorch, pipInstall)
+        except Exception as error:
+            self.showError("Installing UncertaintySeg's Python packages failed.", error)
             return False
-    requirements = [REQUIRED_PACKAGES[name] for name in missing if REQUIRED_PACKAGES[name]]
-    if requirements:
-        slicer.util.pip_install(" ".join(requirements))
-    return True
+
+    @staticmethod
+    def showError(message, error):
+        """A message for people: the error's own sentence; the traceback only for unexpected errors, under Details."""
+        from UncertaintySegLib.errors import InputError
+
+        details = None if isinstance(error, (InputError, RuntimeError)) else traceback.format_exc()
+        slicer.util.errorDisplay(f"{message}\n\n{error}", detailedText=details)
 
 
-class UncertaintySegLogic(ScriptedLoadableModuleLogic, UncertaintySegLogicBase):
-    """Console use: `slicer.util.getModuleLogic("UncertaintySeg").run(volumeNode, model="hippocampus")`."""
+class UncertaintySegLogic(ScriptedLoadableModuleLogic, UncertaintySegLogicBase, CalibrationFittingMixin):
+    """Console use: `slicer.util.getModuleLogic("UncertaintySeg").run(volumeNode, model="hippocampus")`,
+    `.fitCalibrator([(volumeNode, segmentationNode)], model="hippocampus", method="temperature", saveTo=folder)`."""
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
@@ -156,25 +391,98 @@ class UncertaintySegLogic(ScriptedLoadableModuleLogic, UncertaintySegLogicBase):
 
 
 class UncertaintySegTest(ScriptedLoadableModuleTest):
+    """Runs inside Slicer (CI: Slicer --testing under Xvfb); the same Logic is tested without the app in Testing/."""
+
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
         self.test_runOnSyntheticVolume()
+        self.setUp()
+        self.test_panelBindsTheParameterNode()
+        self.setUp()
+        self.test_applyRunsInTheBackgroundAndCancelLeavesTheScene()
+
+    @staticmethod
+    def syntheticVolume():
+        import numpy as np
+
+        k, j, i = np.mgrid[0:36, 0:50, 0:36]
+        image = (100 * np.exp(-((i - 18) ** 2 + (j - 25) ** 2 + (k - 18) ** 2) / 200.0) + 20).astype(np.float32)
+        return slicer.util.addVolumeFromArray(image, name="synthetic"), image
 
     def test_runOnSyntheticVolume(self):
         """The Logic on a small synthetic volume creates probability, entropy and segmentation nodes."""
         import numpy as np
 
         self.delayDisplay("Running the default model on a synthetic volume")
-        k, j, i = np.mgrid[0:36, 0:50, 0:36]
-        image = (100 * np.exp(-((i - 18) ** 2 + (j - 25) ** 2 + (k - 18) ** 2) / 200.0) + 20).astype(np.float32)
-        volumeNode = slicer.util.addVolumeFromArray(image, name="synthetic")
+        volumeNode, image = self.syntheticVolume()
         before = slicer.util.arrayFromVolume(volumeNode).copy()
         result = UncertaintySegLogic().run(volumeNode, model="hippocampus", device="cpu")
         self.assertEqual(set(result.probabilityNodes), {"anterior", "posterior"})
         self.assertEqual(slicer.util.arrayFromVolume(result.entropyNode).shape, image.shape)
         self.assertEqual(result.segmentationNode.GetClassName(), "vtkMRMLSegmentationNode")
         self.assertTrue(np.array_equal(slicer.util.arrayFromVolume(volumeNode), before))
+        self.delayDisplay("Test passed")
+
+    def widget(self):
+        return slicer.modules.uncertaintyseg.widgetRepresentation().self()
+
+    def test_panelBindsTheParameterNode(self):
+        """Every bound widget follows the parameter node (connectGui), and the optional rows follow the choices."""
+        self.delayDisplay("Checking the panel's bindings")
+        widget = self.widget()
+        widget.enter()
+        parameters = widget._parameterNode
+        parameters.method = UncertaintyMethod.MC_DROPOUT
+        parameters.samples = 7
+        parameters.model = PRECOMPUTED
+        parameters.overlay = OverlayMap.MUTUAL_INFORMATION
+        self.assertEqual(widget.ui.methodSelector.currentText, UncertaintyMethod.MC_DROPOUT.label())
+        self.assertEqual(widget.ui.samplesSpinBox.value, 7)
+        self.assertEqual(widget.ui.modelSelector.currentText, PRECOMPUTED)
+        self.assertFalse(widget.ui.probabilitiesFileSelector.isHidden())
+        self.assertTrue(widget.ui.modelFileSelector.isHidden())
+        self.assertTrue(widget.ui.methodSelector.isHidden())  # saved probabilities are one sample
+        self.assertFalse(widget.ui.applyButton.enabled)  # no probabilities file chosen
+        widget.ui.overlaySelector.currentIndex = list(OverlayMap).index(OverlayMap.ENTROPY)
+        self.assertIs(parameters.overlay, OverlayMap.ENTROPY)
+        parameters.model = "hippocampus"
+        self.delayDisplay("Test passed")
+
+    def test_applyRunsInTheBackgroundAndCancelLeavesTheScene(self):
+        """Apply runs predict out of process, polls it, and loads its folder; Cancel leaves the scene as it was."""
+        import time
+
+        self.delayDisplay("Apply in the background")
+        widget = self.widget()
+        widget.enter()
+        parameters = widget._parameterNode
+        volumeNode, _ = self.syntheticVolume()
+        parameters.inputVolume = volumeNode
+        parameters.model = "hippocampus"
+        parameters.device = "cpu"
+        parameters.method = UncertaintyMethod.AUTO
+        widget.onApplyButton()
+        self.assertIsNotNone(widget._run)
+        deadline = time.monotonic() + 300
+        while widget._run is not None and time.monotonic() < deadline:
+            slicer.app.processEvents()
+            time.sleep(0.05)
+        self.assertIsNone(widget._run, "the background run did not finish within 300 s")
+        self.assertTrue(widget.ui.statusLabel.text.startswith("Done"), widget.ui.statusLabel.text)
+        self.assertIsNotNone(widget.ui.segmentTableView.mrmlTableNode())
+        self.assertIsNotNone(slicer.mrmlScene.GetFirstNodeByName("synthetic entropy"))
+
+        self.delayDisplay("Cancel")
+        nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
+        parameters.method = UncertaintyMethod.MC_DROPOUT
+        parameters.samples = 200
+        widget.onApplyButton()
+        slicer.app.processEvents()
+        widget.onApplyButton()  # the button reads Cancel now
+        self.assertIsNone(widget._run)
+        self.assertTrue(widget.ui.statusLabel.text.startswith("Cancelled"), widget.ui.statusLabel.text)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
         self.delayDisplay("Test passed")
