@@ -9,6 +9,8 @@ id is its folder's name (or, failing a match, the stem of run.json's input image
 (`--ref`: a label volume, or a folder of them) are matched by file name without extension.
 Besides the calibration report it writes segment_quality.csv/.json/.png (Dice vs mean segment
 entropy, their correlation) and thresholds.json (a fitted mean-entropy flag for `predict`).
+`--ref` repeated (one file or folder per annotator) adds annotator agreement and D²_GED
+(multi_reference.py); every other metric uses the first `--ref`.
 Cases are read one at a time, so memory is that of one case; across cases only small records
 are kept (histograms, and the TP/FP/FN confidence rows of `error_confidence`: one per slice and
 component). The metric modules (and Numba) are imported when evaluating, not when the CLI's
@@ -49,8 +51,10 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--pred", action="append", nargs="+", required=True, metavar="[NAME=]DIR",
                         help="prediction folder(s) written by `predict`, or a folder of them (one per case); repeat "
                              "--pred NAME=DIR to compare methods side by side")
-    parser.add_argument("--ref", required=True, type=Path,
-                        help="reference label volume, or a folder of them named by case id (e.g. labelsTr)")
+    parser.add_argument("--ref", required=True, type=Path, action="append",
+                        help="reference label volume, or a folder of them named by case id (e.g. labelsTr); repeat "
+                             "--ref, one per annotator, for annotator agreement and D²_GED (annotator_agreement.csv, "
+                             "ged.csv); calibration and Dice use the first --ref")
     parser.add_argument("--roi", choices=ROI_KINDS, default="whole",
                         help="where calibration, NLL and Brier are measured: whole volume, --mask, or bbox (reference "
                              "foreground box dilated 8 mm in-plane, 2 slices out-of-plane)")
@@ -217,15 +221,18 @@ def read_uncertainty(folder: Path, probabilities: np.ndarray) -> tuple[np.ndarra
 
 
 def evaluate_sets(sets: list[PredictionSet], references: dict[str, Path], roi: str, masks: dict[str, Path] | None,
-                  bins: int, progress, axis: int) -> tuple[dict[str, list], dict[str, list], dict[str, list], set[str]]:
+                  bins: int, progress, axis: int, annotators: list[dict[str, Path]] | None = None,
+                  annotator_args: list[Path] | None = None) -> tuple[dict, dict, dict, set[str], dict, dict]:
     """Every case of every set, one case read at a time.
 
     Returns, per set: its `CaseResult`s (same case order for every set), its `ErrorConfidenceRow`s
-    (every foreground class, slices along `axis`, and components), its `SegmentQualityRow`s; and
-    the entropy units met.
+    (every foreground class, slices along `axis`, and components), its `SegmentQualityRow`s; the
+    entropy units met; and, with `annotators` (every --ref's cases, the first being `references`),
+    per set its (case, AgreementRow) and (case, EnergyDistance) records.
     """
     from .case_evaluation import evaluate_case
     from .error_confidence import case_error_confidence
+    from .multi_reference import annotator_paths, case_multi_reference, check_same_grid
     from .segment_quality import case_segment_quality
 
     cases = sorted(sets[0].folders)
@@ -233,6 +240,8 @@ def evaluate_sets(sets: list[PredictionSet], references: dict[str, Path], roi: s
     error_rows = {s.name: [] for s in sets}
     quality_rows = {s.name: [] for s in sets}
     units = set()
+    agreement = {s.name: [] for s in sets}
+    ged = {s.name: [] for s in sets}
     num_classes = len(sets[0].class_names)
     for index, case in enumerate(cases):
         progress("evaluating", 0.05 + 0.8 * index / len(cases), case=case)
@@ -244,6 +253,13 @@ def evaluate_sets(sets: list[PredictionSet], references: dict[str, Path], roi: s
                 raise InputError(f"no ROI mask for case '{case}' in --mask: expected a file named {case} with a volume extension.")
             mask = read_volume(mask_path).array
         region = roi_mask(roi, reference.array, reference.geometry.spacing, mask)
+        raters = None
+        if annotators and len(annotators) > 1:
+            raters = [reference.array]
+            for path in annotator_paths(case, annotators, annotator_args)[1:]:
+                other = read_reference(path, num_classes)
+                check_same_grid(reference, references[case], other, path)
+                raters.append(other.array)
         for prediction_set in sets:
             folder = prediction_set.folders[case]
             probabilities, predicted = read_prediction(folder, reference, references[case], num_classes)
@@ -259,7 +275,12 @@ def evaluate_sets(sets: list[PredictionSet], references: dict[str, Path], roi: s
             error_rows[prediction_set.name] += rows
             quality_rows[prediction_set.name] += case_segment_quality(
                 prediction_set.name, case, predicted, reference.array, entropy, prediction_set.class_names, mutual_information)
-    return results, error_rows, quality_rows, units
+            if raters is not None:
+                case_agreement, case_ged = case_multi_reference(case, raters, probabilities.array, folder,
+                                                                prediction_set.class_names, region)
+                agreement[prediction_set.name] += case_agreement
+                ged[prediction_set.name] += case_ged
+    return results, error_rows, quality_rows, units, agreement, ged
 
 
 def run_evaluate(args, progress) -> dict:
@@ -273,22 +294,29 @@ def run_evaluate(args, progress) -> dict:
     if args.roi == "mask" and args.mask is None:
         raise InputError("--roi mask needs --mask FILE_OR_FOLDER.")
     progress("finding cases", 0.0)
-    references = find_volumes(args.ref, "reference")
+    annotators = [find_volumes(path, "reference") for path in args.ref]
+    references = annotators[0]
     sets = parse_prediction_sets(args.pred, references)
     masks = find_volumes(args.mask, "mask") if args.roi == "mask" else None
     if not 0.0 < args.dice_floor < 1.0:
         raise InputError(f"--dice-floor {args.dice_floor}: expected a Dice between 0 and 1 (e.g. 0.8).")
-    results, error_rows, quality_rows, units = evaluate_sets(sets, references, args.roi, masks, args.bins, progress,
-                                                             args.error_confidence_axis)
+    results, error_rows, quality_rows, units, agreement, ged = evaluate_sets(
+        sets, references, args.roi, masks, args.bins, progress, args.error_confidence_axis, annotators, args.ref)
     if len(units) > 1:
         raise InputError(f"predictions mix entropy units {sorted(units)}: run predict with or without --normalize-uncertainty for all.")
     settings = {"roi": args.roi, "bins": args.bins, "error_confidence_axis": args.error_confidence_axis,
-                "cases": len(sets[0].folders), "references": str(args.ref),
+                "cases": len(sets[0].folders), "references": str(args.ref[0]),
                 "predictions": {s.name: sorted(str(f) for f in s.folders.values()) for s in sets},
                 "mask": None if args.mask is None else str(args.mask)}
     progress("writing report", 0.9)
     with atomic_output_folder(args.out, args.overwrite) as staging:
-        document = write_evaluation(staging, results, error_rows, sets[0].class_names, settings)
+        extra = {}
+        if len(args.ref) > 1:
+            from .multi_reference import write_multi_reference
+
+            settings["annotator_references"] = [str(path) for path in args.ref]
+            extra["annotators"] = write_multi_reference(staging, agreement, ged, sets[0].class_names, len(args.ref))
+        document = write_evaluation(staging, results, error_rows, sets[0].class_names, settings, extra)
         write_segment_quality(staging, quality_rows, sets[0].class_names, args.dice_floor, units.pop())
     if args.progress != "json":
         print(json.dumps({name: method["pooled"] for name, method in document["methods"].items()}, indent=2))

@@ -145,7 +145,8 @@ def _cell(value) -> str:
     return "&ndash;" if value is None else f"{value:.4g}"
 
 
-def write_html(path: Path, summary: dict, images: list[Path], settings: dict, error_summary: dict) -> None:
+def write_html(path: Path, summary: dict, images: list[Path], settings: dict, error_summary: dict,
+               annotators: dict | None = None) -> None:
     """A self-contained page: the method table (bold = best or not significantly different), the diagrams, TP/FP/FN confidence."""
     methods = list(summary["methods"])
     scores = list(next(iter(summary["methods"].values()))["mean_over_cases"])
@@ -170,24 +171,29 @@ def write_html(path: Path, summary: dict, images: list[Path], settings: dict, er
     lines.append("</table><h2>Reliability diagrams</h2>")
     lines += [f"<img src='{html.escape(p.name)}' alt='{html.escape(p.stem)}'>" for p in images]
     lines += _error_confidence_html(error_summary, settings["error_confidence_axis"])
+    if annotators:
+        from .multi_reference import annotator_html
+
+        lines += annotator_html(annotators)
     lines.append("<p>Per case: per_case.csv; per bin: reliability.csv; per slice and component: error_confidence.csv; "
                  "everything: metrics.json.</p></body></html>")
     path.write_text("\n".join(lines) + "\n")
 
 
 def write_evaluation(folder: Path, methods: dict[str, list[CaseResult]], error_rows: dict[str, list[ErrorConfidenceRow]],
-                     class_names: list[str], settings: dict) -> dict:
+                     class_names: list[str], settings: dict, extra: dict | None = None) -> dict:
     """Write every file of an evaluation into an existing (staging) folder; returns metrics.json's content.
 
-    `error_rows`: method -> `ErrorConfidenceRow`s of all its cases; `settings` holds `error_confidence_axis`.
+    `error_rows`: method -> `ErrorConfidenceRow`s of all its cases; `settings` holds `error_confidence_axis`;
+    `extra`: further top-level entries of metrics.json (e.g. the annotator summary).
     """
     summary = summarize_methods(methods, class_names)
     error_summary = error_confidence_summary(error_rows)
-    document = {"settings": settings, "class_names": class_names, **summary, "error_confidence": error_summary}
+    document = {"settings": settings, "class_names": class_names, **summary, "error_confidence": error_summary, **(extra or {})}
     (folder / "metrics.json").write_text(json.dumps(document, indent=2) + "\n")
     write_per_case_csv(folder / "per_case.csv", methods, class_names)
     images = write_reliability(folder, methods, summary)
     write_error_confidence_csv(folder / "error_confidence.csv", error_rows)
     save_error_confidence_plot(folder / "error_confidence.png", error_rows)
-    write_html(folder / "report.html", summary, images, settings, error_summary)
+    write_html(folder / "report.html", summary, images, settings, error_summary, (extra or {}).get("annotators"))
     return document
