@@ -20,11 +20,11 @@ from .errors import InputError
 from .evaluate import add_evaluate_parser, run_evaluate
 from .io import require_new_output_folder
 from .ood_command import add_ood_parser, run_ood
-from .predict_command import add_predict_parser, run_predict
+from .predict_command import add_predict_parser, check_predict_arguments, run_predict
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, type=Path, help="output folder (written whole or not at all)")
+def _add_common(parser: argparse.ArgumentParser, out_required: bool = True) -> None:
+    parser.add_argument("--out", required=out_required, type=Path, help="output folder (written whole or not at all)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--progress", choices=("json", "text", "none"), default="text", help="progress format (json: one object per line)")
 
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="uncertaintyseg", description="Segmentation uncertainty and calibration.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    _add_common(add_predict_parser(commands))
+    _add_common(add_predict_parser(commands), out_required=False)  # predict --list-layers writes nothing
     _add_common(add_insert_dropout_parser(commands))
     _add_common(add_ood_parser(commands))
     _add_common(add_calibrate_parser(commands))
@@ -68,12 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "predict":
+        check_predict_arguments(parser, args)
     from .progress import Progress
 
     progress = Progress(args.progress)
     try:
-        require_new_output_folder(args.out, args.overwrite)  # before long work, not only when writing
+        if args.out is not None:  # predict --list-layers has none
+            require_new_output_folder(args.out, args.overwrite)  # before long work, not only when writing
         {"predict": run_predict, "evaluate": run_evaluate, "demo": run_demo, "train": run_train,
          "insert-dropout": run_insert_dropout, "ood": run_ood, "calibrate": run_calibrate, "compare": run_compare}[args.command](args, progress)
     except InputError as error:

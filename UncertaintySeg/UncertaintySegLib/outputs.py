@@ -4,7 +4,8 @@ Files: `probabilities.nrrd` (multi-component, one component per class), `entropy
 (predictive entropy, nats), `labels.nrrd` (uint8 class index) and `run.json` (model, settings,
 sampling, timings, versions, class names). With two or more samples also
 `expected_entropy.nrrd`, `mutual_information.nrrd` (nats) and `variance.nrrd` (one component
-per class).
+per class). With `predict --feature-maps`: `feature_maps/<layer>_<reduction>.nrrd`, one component
+per kept channel.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .io import Volume, atomic_output_folder, write_volume
 from .pipeline import Prediction
 
 OUTPUT_FILES = {"probabilities": "probabilities.nrrd", "entropy": "entropy.nrrd", "labels": "labels.nrrd"}
+FEATURE_MAPS_FOLDER = "feature_maps"
 SAMPLE_MAP_FILES = {"expected_entropy": "expected_entropy.nrrd", "mutual_information": "mutual_information.nrrd",
                     "variance": "variance.nrrd"}
 
@@ -53,6 +55,16 @@ def write_prediction_files(folder: Path, prediction: Prediction, record: dict) -
     for name, array in prediction.sample_maps().items():
         write_volume(folder / SAMPLE_MAP_FILES[name], Volume(array, prediction.geometry))
     (folder / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def write_feature_map_files(folder: Path, maps: dict, geometry) -> dict:
+    """Write `{key: (k, I, J, K)}` maps as `feature_maps/<key>.nrrd` (scalar where k = 1); returns {key: relative path}."""
+    (folder / FEATURE_MAPS_FOLDER).mkdir()
+    files = {}
+    for key, array in maps.items():
+        files[key] = f"{FEATURE_MAPS_FOLDER}/{key}.nrrd"
+        write_volume(folder / files[key], Volume(array[0] if array.shape[0] == 1 else array, geometry))
+    return files
 
 
 def write_prediction(out: str | Path, prediction: Prediction, record: dict, overwrite: bool = False) -> Path:

@@ -8,6 +8,9 @@ Writes the volumes of `outputs.py`, `segments.csv` (per-segment and per-componen
 entropy, mean MI and quality flag), optionally every sample under `samples/`, and `run.json`.
 `--calibrator CAL` applies a calibrator from `uncertaintyseg calibrate` to every forward pass's
 logits, after checking it was fitted for this model's classes and weights; run.json records it.
+`--feature-maps LAYER[=mean|max|0,3,5] ...` also writes `feature_maps/<layer>_<reduction>.nrrd`
+(`feature_maps.py`: one deterministic pass of the first network, on the input's grid);
+`--list-layers` prints the model's layers with their output channels and writes nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ SEGMENTS_FILE = "segments.csv"
 def add_predict_parser(subparsers) -> argparse.ArgumentParser:
     predict = subparsers.add_parser("predict", help="run a model (or read saved probabilities) and write probability, "
                                                     "uncertainty and label volumes and per-segment scores")
-    predict.add_argument("--image", required=True, type=Path, help="input volume: NIfTI, NRRD, MHA or a DICOM series folder")
+    predict.add_argument("--image", type=Path, help="input volume: NIfTI, NRRD, MHA or a DICOM series folder (required)")
     source = predict.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", nargs="+", help="bundled model name, model folder or model.json, MONAI bundle folder, or "
                                                    "TorchScript file; several: the members of one ensemble (same classes)")
@@ -49,8 +52,40 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
                                                   "or the thresholds.json that `evaluate` fits on labelled cases")
     predict.add_argument("--calibrator", type=Path, help="apply a calibrator written by `uncertaintyseg calibrate` to every "
                                                          "forward pass's logits (it must have been fitted for this model)")
+    predict.add_argument("--feature-maps", nargs="*", metavar="LAYER[=mean|max|0,3,5]",
+                         help="also write these layers' outputs (channel mean, max, or chosen channels) under feature_maps/; "
+                              "without a layer: each UNet encoder and decoder block's last convolution, channel mean")
+    predict.add_argument("--list-layers", action="store_true", help="print the model's layers (name, type, output channels) "
+                                                                    "and exit; needs only --model, writes nothing")
     predict.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     return predict
+
+
+def check_predict_arguments(parser, args) -> None:
+    """--image and --out are required unless --list-layers, which needs only --model."""
+    if args.list_layers:
+        if not args.model:
+            parser.error("--list-layers needs --model (saved probabilities have no layers).")
+        return
+    missing = [option for option, value in (("--image", args.image), ("--out", args.out)) if value is None]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
+
+
+def print_layers(args) -> None:
+    from .feature_maps import default_layers, list_layers
+    from .models import load_model
+
+    model = load_model(args.model[0])
+    network = model.network
+    layers = list_layers(network, model.spec)
+    try:
+        defaults = set(default_layers(network))
+    except InputError:
+        defaults = set()
+    print("layer\ttype\toutput channels\tdefault")
+    for name, kind, channels in layers:
+        print(f"{name}\t{kind}\t{'' if channels is None else channels}\t{'yes' if name in defaults else ''}")
 
 
 def sampling_plan(args, members: int) -> SamplingPlan:
@@ -88,6 +123,9 @@ def run_predict(args, progress) -> None:
     from .outputs import run_record, write_prediction_files
     from .segment_scores import segment_scores, write_segment_csv
 
+    if args.list_layers:
+        print_layers(args)
+        return
     started = time.perf_counter()
     thresholds = read_thresholds(args.flag_threshold, args.normalize_uncertainty)
     progress("reading image", 0.0)
@@ -106,6 +144,9 @@ def run_predict(args, progress) -> None:
         settings = {"device": args.device, "normalize_uncertainty": args.normalize_uncertainty, "flag_threshold": thresholds}
         record = run_record(prediction, model_info, settings, str(args.image))
         record["outputs"]["segments"] = SEGMENTS_FILE
+        if args.feature_maps is not None:
+            record["outputs"]["feature_maps"] = model_info.pop("feature_map_files")
+            record["settings"]["feature_maps"] = "one pass of the first network, dropout off, on the input's grid"
         write_segment_csv(staging / SEGMENTS_FILE, segments)
         write_prediction_files(staging, prediction, record)
 
@@ -117,6 +158,7 @@ def predict_with_model(args, volume, staging: Path, progress):
 
     progress("loading model", 0.05)
     model = combine_models([load_model(path) for path in args.model])
+    feature_requests = feature_map_requests(args.feature_maps, model.network)
     calibrator = load_calibrator_for(args.calibrator, model) if args.calibrator else None
     inserted = None
     if args.insert_dropout:
@@ -134,12 +176,35 @@ def predict_with_model(args, volume, staging: Path, progress):
                                 logits_transform=calibrator.transform if calibrator else None)
     if "warning" in prediction.sampling:
         print(f"warning: {prediction.sampling['warning']}", file=sys.stderr)
+    feature_files = None
+    if feature_requests:
+        from .feature_maps import feature_maps
+        from .outputs import write_feature_map_files
+
+        progress("feature maps", 0.85)
+        maps = feature_maps(model.network, model.spec, volume.array if volume.array.ndim == 4 else volume.array[None],
+                            feature_requests, device=args.device)
+        feature_files = write_feature_map_files(staging, maps, volume.geometry)
     info = {"name": model.spec.name, "source": str(model.source), "spec": model.spec.to_json(),
             "inserted_dropout": inserted or model.spec.inserted_dropout,
             "calibrator": None if calibrator is None else {
                 "path": str(args.calibrator), "method": calibrator.method, "description": calibrator.describe(),
                 "settings": calibrator.get_params(), "fitted_for": calibrator.model_}}
+    if feature_files is not None:
+        info["feature_map_files"] = feature_files
     return prediction, info
+
+
+def feature_map_requests(options: list[str] | None, network) -> list:
+    """--feature-maps values -> requests, checked against the network before the long work (no layer: the defaults, mean)."""
+    if options is None:
+        return []
+    from .feature_maps import check_layers, default_layers, parse_feature_map
+
+    requests = [parse_feature_map(option) for option in options] if options else \
+        [parse_feature_map(layer) for layer in default_layers(network)]
+    check_layers(network, requests)
+    return requests
 
 
 def load_calibrator_for(path: Path, model):
@@ -160,6 +225,8 @@ def read_precomputed(args, volume, progress):
     from .pipeline import summarize
     from .precomputed import read_probabilities
 
+    if args.feature_maps is not None:
+        raise InputError("--feature-maps needs --model: saved probabilities come without the network's layers.")
     if args.method or args.insert_dropout or args.save_samples:
         raise InputError("--method, --insert-dropout and --save-samples need --model: saved probabilities are one sample.")
     if args.calibrator:
