@@ -1,4 +1,4 @@
-"""`uncertaintyseg predict|calibrate|compare|evaluate|ood|demo|train|insert-dropout`: the command line, for people and for the Slicer panel.
+"""`uncertaintyseg predict|calibrate|compare|evaluate|ood|rank|demo|train|insert-dropout`: the command line, for people and for the Slicer panel.
 
 Exit codes: 0 ok, 2 bad input (one line on stderr saying what to fix), 1 failure.
 `--progress json` prints one JSON object per line on stdout: {"stage": ..., "fraction": ...}.
@@ -21,6 +21,7 @@ from .evaluate import add_evaluate_parser, run_evaluate
 from .io import require_new_output_folder
 from .ood_command import add_ood_parser, run_ood
 from .predict_command import add_predict_parser, check_predict_arguments, run_predict
+from .rank_command import add_rank_parser, run_rank
 
 
 def _add_common(parser: argparse.ArgumentParser, out_required: bool = True) -> None:
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(add_ood_parser(commands))
     _add_common(add_calibrate_parser(commands))
     _add_common(add_compare_parser(commands))
+    _add_common(add_rank_parser(commands))
 
     add_evaluate_parser(commands)
 
@@ -79,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.out is not None:  # predict --list-layers has none
             require_new_output_folder(args.out, args.overwrite)  # before long work, not only when writing
         {"predict": run_predict, "evaluate": run_evaluate, "demo": run_demo, "train": run_train,
-         "insert-dropout": run_insert_dropout, "ood": run_ood, "calibrate": run_calibrate, "compare": run_compare}[args.command](args, progress)
+         "insert-dropout": run_insert_dropout, "ood": run_ood, "calibrate": run_calibrate, "compare": run_compare,
+         "rank": run_rank}[args.command](args, progress)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

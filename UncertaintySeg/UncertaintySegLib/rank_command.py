@@ -1,0 +1,124 @@
+"""`uncertaintyseg rank`: order unlabelled images by uncertainty, to suggest what to annotate next.
+
+    uncertaintyseg rank --model hippocampus --images unlabelled/ --out ranking
+    uncertaintyseg rank --model hippocampus-dice --method ensemble --score mean_mi --images unlabelled/ --out ranking
+
+Every volume file in `--images` (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd; the case is the file name
+without its extension) is run through the model, one at a time, and scored as `ranking.py` says.
+Writes, whole or not at all, `ranking.csv` (rank, case, score, every score, predicted foreground
+volume, region) and `ranking.json` (the same rows with the model, sampling and settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+from .errors import InputError
+from .ranking import RANK_SCORES, CaseUncertainty
+from .sampling import METHODS
+
+RANKING_COLUMNS = ("rank", "case", "score", *CaseUncertainty.__dataclass_fields__)
+
+
+def add_rank_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("rank", help="order unlabelled images by uncertainty, most uncertain first "
+                                                "(which cases to annotate next)")
+    parser.add_argument("--model", nargs="+", required=True, help="bundled model name, model folder or model.json, MONAI "
+                                                                  "bundle folder, or TorchScript file; several: one ensemble")
+    parser.add_argument("--images", type=Path, required=True, help="folder of unlabelled volumes (NIfTI, NRRD, MetaImage)")
+    parser.add_argument("--score", choices=RANK_SCORES, default="mean_entropy",
+                        help="mean_entropy / mean_mi: mean over the predicted foreground; segment_entropy: the highest "
+                             "per-class mean entropy (default: mean_entropy; mean_mi needs several samples)")
+    parser.add_argument("--method", help=f"{', '.join(METHODS)}, or a combination such as ensemble+tta "
+                                         "(default: ensemble for an ensemble model, else softmax)")
+    parser.add_argument("--samples", type=int, default=20, help="MC dropout passes per network and flip (default: 20)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first MC dropout pass (default: 0)")
+    parser.add_argument("--tta-axes", default="0,1,2", help="image axes (0=I, 1=J, 2=K) whose flips TTA combines (default: 0,1,2)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    return parser
+
+
+def image_files(folder: Path) -> dict[str, Path]:
+    """Case name -> volume file of every volume file in `folder` (sorted by name); refuses two files of one case."""
+    from .evaluate import VOLUME_SUFFIXES, case_id_of
+    from .io import READABLE
+
+    if not folder.is_dir():
+        raise InputError(f"--images '{folder}' is not a folder: expected a folder of {READABLE.split(', or')[0]} files.")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.name.startswith(".") or not path.name.endswith(VOLUME_SUFFIXES):
+            continue
+        case = case_id_of(path)
+        if case in found:
+            raise InputError(f"two files for case '{case}' in '{folder}': {found[case].name} and {path.name}; keep one.")
+        found[case] = path
+    if not found:
+        raise InputError(f"no volumes in --images folder '{folder}': expected files ending in {', '.join(VOLUME_SUFFIXES)}.")
+    return found
+
+
+def check_readable(files: dict[str, Path]) -> None:
+    """Read every file's header before any inference, so a bad file fails the run at once, naming it."""
+    import SimpleITK as sitk
+
+    for case, path in files.items():
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            raise InputError(f"cannot read '{path}' (case '{case}') as an image: fix or remove it, then run again.") from None
+
+
+def run_rank(args, progress) -> None:
+    from .io import atomic_output_folder, read_volume
+    from .models import combine_models, load_model
+    from .outputs import versions
+    from .predict_command import sampling_plan
+    from .ranking import rank_volumes
+
+    started = time.perf_counter()
+    files = image_files(args.images)
+    check_readable(files)
+    progress("loading model", 0.0)
+    model = combine_models([load_model(path) for path in args.model])
+    plan = sampling_plan(args, len(model.networks))
+    ranked = rank_volumes([(case, lambda path=path: read_volume(path)) for case, path in files.items()], model, plan,
+                          args.score, args.device, progress)
+    rows = [case.to_row() for case in ranked]
+    progress("writing outputs", 0.95)
+    record = {
+        "score": args.score, "order": "most uncertain first; equal scores by case name",
+        "score_region": "predicted foreground (classes > 0); the whole volume where none was predicted (region column)",
+        "units": "nats; foreground_ml in millilitres",
+        "model": {"name": model.spec.name, "source": str(model.source), "members": len(model.networks)},
+        "sampling": plan.to_json(),
+        "settings": {"images": str(args.images), "device": args.device},
+        "files": {case: path.name for case, path in files.items()},
+        "timings": {"total_s": round(time.perf_counter() - started, 3)},
+        "rows": rows, "versions": versions(),
+    }
+    with atomic_output_folder(args.out, overwrite=args.overwrite) as staging:
+        write_ranking_csv(staging / "ranking.csv", rows)
+        (staging / "ranking.json").write_text(json.dumps(record, indent=2) + "\n")
+    if args.progress != "json":
+        print(format_ranking(rows, args.score))
+
+
+def write_ranking_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(RANKING_COLUMNS))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: "" if value is None else (repr(value) if isinstance(value, float) else value) for key, value in row.items()})
+
+
+def format_ranking(rows: list[dict], score: str) -> str:
+    lines = [f"{'rank':>4} {'case':<28} {score:>16} {'foreground ml':>13}"]
+    lines += [f"{row['rank']:4d} {row['case']:<28} {row['score']:16.5f} {row['foreground_ml']:13.3f}" for row in rows]
+    return "\n".join(lines)
