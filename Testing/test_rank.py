@@ -127,13 +127,16 @@ def test_ranking_equals_sorting_the_core_scores(cli_ranking, image_folder):
     assert [r["case"] for r in record["rows"]] == [row["case"] for row in rows]
 
 
-def test_mean_mi_ranking_with_mc_dropout(image_folder, tmp_path):
+def test_mean_mi_ranking_with_mc_dropout_and_progress_per_case(image_folder, tmp_path, capsys):
     images = tmp_path / "images"
     images.mkdir()
     for name in ("noisy.nii.gz", "spleen.nrrd"):
         (images / name).write_bytes((image_folder / name).read_bytes())
     out = tmp_path / "ranking"
-    assert rank_cli(images, out, "--method", "mc_dropout", "--samples", "2", "--score", "mean_mi") == 0
+    assert main(["rank", "--model", "hippocampus", "--images", str(images), "--out", str(out), "--progress", "json",
+                 "--method", "mc_dropout", "--samples", "2", "--score", "mean_mi"]) == 0
+    stages = [json.loads(line)["stage"] for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert "case noisy (1/2)" in stages and "case spleen (2/2)" in stages and stages[-1] == "done"
     rows = read_csv(out / "ranking.csv")
     assert [float(row["score"]) for row in rows] == [float(row["mean_mi"]) for row in rows]
     assert float(rows[0]["mean_mi"]) >= float(rows[1]["mean_mi"]) > 0  # dropout active: the two passes differ
