@@ -45,7 +45,8 @@ def test_every_ui_attribute_used_exists_in_the_ui_file():
 
 
 # Fields no widget binds: the Widget edits them (the Add/Remove pair buttons write calibrationPairs).
-WIDGET_MANAGED_FIELDS = {"calibrationPairs"}
+# The Rank button writes rankingTable (no GUI connector binds a table view); the Widget shows it in rankingTableView.
+WIDGET_MANAGED_FIELDS = {"calibrationPairs", "rankingTable"}
 
 
 def enum_names():
@@ -81,6 +82,7 @@ def test_every_slicer_parameter_name_maps_to_a_parameter_node_field_and_back():
     for name, widget_class in mapped.items():
         assert connector_accepts(widget_class, fields[name]), f"{name}: no GUI connector binds a {widget_class} to {fields[name]}"
     assert fields["calibrationPairs"] == "list[tuple[vtkMRMLScalarVolumeNode, vtkMRMLNode]]"
+    assert fields["rankingTable"] == "vtkMRMLTableNode"
     # the names the console API and earlier scenes use
     assert {"inputVolume", "model", "device", "overlayOpacity", "method", "samples", "reference", "roi"} <= set(mapped)
 
@@ -106,11 +108,15 @@ def test_panel_sections_and_run_controls():
                 if w.get("class") == "ctkCollapsibleButton"}
     assert sections == {"inputsCollapsibleButton": "Inputs", "uncertaintyCollapsibleButton": "Uncertainty",
                         "calibrationCollapsibleButton": "Calibration", "outputsCollapsibleButton": "Outputs",
-                        "segmentsCollapsibleButton": "Segments"}
+                        "segmentsCollapsibleButton": "Segments", "analysisCollapsibleButton": "Analysis"}
+    collapsed = {w.get("name") for w in tree.iter("widget") if w.get("class") == "ctkCollapsibleButton"
+                 and w.findtext("property[@name='collapsed']/bool") == "true"}
+    assert {"calibrationCollapsibleButton", "analysisCollapsibleButton"} <= collapsed
     expected = {"applyButton": "QPushButton", "progressBar": "QProgressBar", "statusLabel": "QLabel", "showLogButton": "QPushButton",
                 "logTextEdit": "QPlainTextEdit", "segmentTableView": "qMRMLTableView", "fitCalibratorButton": "QPushButton",
                 "calibrationPairsList": "QListWidget", "calibrationVolumeSelector": "qMRMLNodeComboBox",
-                "calibrationReferenceSelector": "qMRMLNodeComboBox"}
+                "calibrationReferenceSelector": "qMRMLNodeComboBox", "rankButton": "QPushButton",
+                "rankingTableView": "qMRMLTableView"}
     assert {name: widgets[name][0] for name in expected} == expected
     section_of = {}
     for section in tree.iter("widget"):
@@ -118,9 +124,12 @@ def test_panel_sections_and_run_controls():
             section_of.update({w.get("name"): section.get("name") for w in section.iter("widget")})
     for parameter, section in (("inputVolume", "inputs"), ("model", "inputs"), ("device", "inputs"), ("method", "uncertainty"),
                                ("calibration", "calibration"), ("calibrationMethod", "calibration"), ("overlay", "outputs"),
-                               ("reference", "outputs"), ("roi", "outputs"), ("createEntropy", "outputs")):
+                               ("reference", "outputs"), ("roi", "outputs"), ("createEntropy", "outputs"),
+                               ("createFeatureMaps", "analysis"), ("featureMapLayers", "analysis"),
+                               ("featureMapReduction", "analysis"), ("rankingScore", "analysis")):
         name = next(n for n, (_, p) in widgets.items() if p == parameter)
         assert section_of[name] == f"{section}CollapsibleButton", parameter
+    assert section_of["rankButton"] == section_of["rankingTableView"] == "analysisCollapsibleButton"
 
 
 def test_every_mrml_widget_gets_the_scene_and_every_custom_widget_is_declared():

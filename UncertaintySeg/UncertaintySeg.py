@@ -14,7 +14,7 @@ import qt
 import vtk
 
 import slicer
-from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -29,8 +29,10 @@ from UncertaintySegSlicer.calibrationFitting import (CalibrationFittingMixin, ca
                                                      useFittedCalibration)
 from UncertaintySegSlicer.dependencies import installMissing, installPlan
 from UncertaintySegSlicer.logic import UncertaintySegLogicBase
-from UncertaintySegSlicer.panelChoices import (DEVICES, PRECOMPUTED, CalibrationMethod, CalibrationSource, OverlayColormap,
-                                               OverlayMap, RegionOfInterest, UncertaintyMethod, modelChoices, panelVisibility)
+from UncertaintySegSlicer.panelChoices import (DEVICES, PRECOMPUTED, CalibrationMethod, CalibrationSource, FeatureMapReduction,
+                                               OverlayColormap, OverlayMap, RankingScore, RegionOfInterest, UncertaintyMethod,
+                                               modelChoices, panelVisibility)
+from UncertaintySegSlicer.panelRanking import checkRankParameters, rankScene
 from UncertaintySegSlicer.panelRun import PanelRun, RunSettings, checkRunParameters, statusText
 from UncertaintySegSlicer.process import FAILED, RUNNING, SUCCEEDED
 
@@ -47,8 +49,11 @@ PANEL_ROWS = {
     "calibrationFit": ("fitGroupBox",),
     "roi": ("roiLabel", "roiSelector"),
     "roiMask": ("roiMaskLabel", "roiMaskSelector"),
+    "featureMapOptions": ("featureMapLayersLabel", "featureMapLayersEdit", "featureMapReductionLabel", "featureMapReductionSelector"),
 }
 POLL_INTERVAL_MS = 100
+RANK_TOOLTIP = ("Run the panel's model (method, samples, device) on every scalar volume in the scene, in Slicer's process "
+                "(Slicer waits until it is done), and list them most uncertain first: which case to annotate next.")
 
 
 class UncertaintySeg(ScriptedLoadableModule):
@@ -117,6 +122,12 @@ class UncertaintySegParameterNode:
     reference: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]
     roi: RegionOfInterest = RegionOfInterest.BBOX
     roiMask: Union[vtkMRMLSegmentationNode, vtkMRMLScalarVolumeNode]
+    # Analysis
+    createFeatureMaps: bool = False
+    featureMapLayers: str = ""
+    featureMapReduction: FeatureMapReduction = FeatureMapReduction.MEAN
+    rankingScore: RankingScore = RankingScore.MEAN_ENTROPY
+    rankingTable: vtkMRMLTableNode  # written by the Rank button, shown in the ranking table view
 
 
 class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -150,6 +161,7 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.removeCalibrationPairButton.connect("clicked(bool)", self.onRemoveCalibrationPair)
         self.ui.fitCalibratorButton.connect("clicked(bool)", self.onFitCalibrator)
         self.ui.segmentTableView.connect("selectionChanged()", self.onSegmentSelected)
+        self.ui.rankButton.connect("clicked(bool)", self.onRankButton)
         self.initializeParameterNode()
 
     def cleanup(self):
@@ -201,6 +213,11 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         fitProblem = checkFitParameters(parameters)
         self.ui.fitCalibratorButton.enabled = fitProblem is None and self._run is None
         self.ui.fitCalibratorButton.toolTip = fitProblem or "Fit the calibrator on the pairs and save it; Apply then uses it."
+        rankProblem = checkRankParameters(parameters)
+        self.ui.rankButton.enabled = rankProblem is None and self._run is None
+        self.ui.rankButton.toolTip = rankProblem or RANK_TOOLTIP
+        if self.ui.rankingTableView.mrmlTableNode() is not parameters.rankingTable:
+            self.ui.rankingTableView.setMRMLTableNode(parameters.rankingTable)
         if self._run is not None:
             return  # Apply is the Cancel button while a run is going on
         problem = checkRunParameters(parameters)
@@ -294,6 +311,29 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         row = view.tableModel().mrmlTableRowIndex(view.sortFilterProxyModel().mapToSource(rows[0]))
         if row >= 0:
             self.logic.jumpToSegment(tableNode, row)
+
+    # --- analysis ------------------------------------------------------------------------------
+    def onRankButton(self):
+        problem = checkRankParameters(self._parameterNode)
+        if problem:
+            slicer.util.errorDisplay(problem)
+            return
+        if not self.ensureDependencies():
+            return
+
+        def progress(stage, fraction):
+            self.ui.progressBar.value = int(round(100 * fraction))
+            self.ui.progressBar.format = f"{stage} (%p%)"
+            slicer.app.processEvents()
+
+        self.ui.progressBar.setVisible(True)
+        try:
+            with slicer.util.WaitCursor():
+                rankScene(self._parameterNode, progress=progress)
+        except Exception as error:
+            self.showError("The volumes could not be ranked.", error)
+        finally:
+            self.ui.progressBar.setVisible(False)
 
     # --- calibration ---------------------------------------------------------------------------
     def onAddCalibrationPair(self):

@@ -130,6 +130,30 @@ class OverlayColormap(_Labelled):
                 "PLASMA": "Plasma", "VIRIDIS": "Viridis", "CIVIDIS": "Cividis"}
 
 
+class FeatureMapReduction(_Labelled):
+    """How `predict --feature-maps` reduces a layer's channels to one volume (`LAYER=mean`, `LAYER=max`)."""
+
+    MEAN = "mean"
+    MAX = "max"
+
+    @classmethod
+    def _labels(cls):
+        return {"MEAN": "Channel mean", "MAX": "Channel maximum"}
+
+
+class RankingScore(_Labelled):
+    """`rankVolumeNodes`' score (`uncertaintyseg rank --score`): what orders the scene's volumes, most uncertain first."""
+
+    MEAN_ENTROPY = "mean_entropy"
+    MEAN_MI = "mean_mi"
+    SEGMENT_ENTROPY = "segment_entropy"
+
+    @classmethod
+    def _labels(cls):
+        return {"MEAN_ENTROPY": "Mean entropy (predicted foreground)", "MEAN_MI": "Mean mutual information (needs samples)",
+                "SEGMENT_ENTROPY": "Segment entropy (most uncertain class)"}
+
+
 def panelVisibility(parameters):
     """Which optional rows of the panel the current choices need: {row name: shown} (the Widget maps rows to widgets)."""
     precomputed = parameters.model == PRECOMPUTED
@@ -147,4 +171,5 @@ def panelVisibility(parameters):
         "calibrationFit": not precomputed and calibration is CalibrationSource.FIT,
         "roi": hasReference,
         "roiMask": hasReference and parameters.roi is RegionOfInterest.MASK,
+        "featureMapOptions": bool(parameters.createFeatureMaps),
     }

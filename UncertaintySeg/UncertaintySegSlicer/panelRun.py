@@ -22,8 +22,8 @@ from pathlib import Path
 
 from UncertaintySegSlicer.colors import requireColorNode
 from UncertaintySegSlicer.display import showOverlay
-from UncertaintySegSlicer.panelChoices import (MODEL_FILE, MODEL_FOLDER, PRECOMPUTED, CalibrationSource, OverlayColormap,
-                                               OverlayMap, RegionOfInterest, UncertaintyMethod)
+from UncertaintySegSlicer.panelChoices import (MODEL_FILE, MODEL_FOLDER, PRECOMPUTED, CalibrationSource, FeatureMapReduction,
+                                               OverlayColormap, OverlayMap, RegionOfInterest, UncertaintyMethod)
 from UncertaintySegSlicer.process import CANCELLED, FAILED, RUNNING, SUCCEEDED, CliProcess, predictArguments
 from UncertaintySegSlicer.sceneChanges import removeNodeWithDependents
 
@@ -62,6 +62,9 @@ class RunSettings:
     reference: object = None
     roi: RegionOfInterest = RegionOfInterest.BBOX
     roiMask: object = None
+    createFeatureMaps: bool = False
+    featureMapLayers: str = ""
+    featureMapReduction: FeatureMapReduction = FeatureMapReduction.MEAN
 
     @classmethod
     def fromParameters(cls, parameters):
@@ -82,6 +85,13 @@ class RunSettings:
             return {"probabilities": str(self.probabilitiesFile), "classNames": names or None}
         return {"model": self.model}
 
+    def featureMapArguments(self):
+        """`predict --feature-maps` values: None when off; [] for the default layers (channel mean); else each named
+        layer (space-separated) with the panel's reduction unless it gives its own (`LAYER=max`, `LAYER=0,3,5`)."""
+        if not self.createFeatureMaps:
+            return None
+        return [layer if "=" in layer else f"{layer}={self.featureMapReduction.value}" for layer in self.featureMapLayers.split()]
+
     def predictArguments(self, image, out):
         """Arguments of `uncertaintyseg predict` for this run."""
         options = {"device": self.device}
@@ -90,6 +100,7 @@ class RunSettings:
             options["samples"] = self.samples if self.method.drawsDropoutSamples else None
             if self.calibration is not CalibrationSource.NONE:
                 options["calibrator"] = str(self.calibratorFolder)
+            options["featureMaps"] = self.featureMapArguments()
         return predictArguments(image, out, **self.modelArguments(), **options)
 
 
@@ -132,6 +143,27 @@ def checkRunParameters(parameters):
         return f"The overlay ({settings.overlay.label()}) is among the maps not created: tick it, or choose another overlay."
     if settings.reference is not None and settings.roi is RegionOfInterest.MASK and settings.roiMask is None:
         return "Select the ROI mask (a segmentation or a volume), or another ROI."
+    return featureMapProblem(settings)
+
+
+def featureMapProblem(settings):
+    """None when the Analysis section's feature-map settings can be passed to `predict`, else what to change."""
+    from UncertaintySegLib.errors import InputError
+    from UncertaintySegLib.feature_maps import parse_feature_map
+
+    if not settings.createFeatureMaps:
+        return None
+    if settings.usesSavedProbabilities:
+        return "Feature maps need a model (saved probabilities come without the network's layers): untick feature maps."
+    layers = settings.featureMapArguments()
+    if not layers and settings.featureMapReduction is not FeatureMapReduction.MEAN:
+        return ("The default layers are written as channel means: name the layers (`uncertaintyseg predict --model M "
+                "--list-layers` lists them) to take their maximum, or choose the channel mean.")
+    for layer in layers:
+        try:
+            parse_feature_map(layer)
+        except InputError as error:
+            return str(error)
     return None
 
 
@@ -142,6 +174,7 @@ class LoadedRun:
     result: object
     overlayNode: object
     notes: list = field(default_factory=list)
+    featureMapNodes: list = field(default_factory=list)
 
 
 class PanelRun:
@@ -231,6 +264,12 @@ class PanelRun:
             showOverlay(settings.inputVolume, loaded.overlayNode, settings.overlayOpacity)
         if settings.overlayColormap is not OverlayColormap.DEFAULT:
             setOverlayColormap(loaded.overlayNode, settings.overlayColormap.value)
+        if settings.createFeatureMaps:
+            from UncertaintySegSlicer.featureMaps import addFeatureMapFolder
+
+            loaded.featureMapNodes = addFeatureMapFolder(result.folderItemID, self.outputFolder, scene=settings.inputVolume.GetScene(),
+                                                         namePrefix=settings.inputVolume.GetName())
+            loaded.notes.append(f"{len(loaded.featureMapNodes)} feature map(s) added")
         self.loadSeconds = time.monotonic() - started
         return loaded
 

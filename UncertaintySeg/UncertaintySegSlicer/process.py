@@ -70,11 +70,12 @@ def cliEnvironment(base=None):
 
 def predictArguments(image, out, model=None, probabilities=None, classNames=None, method=None, samples=None, seed=None,
                      ttaAxes=None, device=None, calibrator=None, insertDropout=None, dropoutP=None, saveSamples=False,
-                     normalizeUncertainty=False, flagThreshold=None, overwrite=False):
+                     normalizeUncertainty=False, flagThreshold=None, overwrite=False, featureMaps=None):
     """Arguments of `uncertaintyseg predict` (after the command name) from plain values; None keeps the CLI default.
 
     `model`: a bundled model name or a path, or a list of them (the members of one ensemble);
     `probabilities`: saved probabilities instead (exclusive with `model`), with `classNames` a list.
+    `featureMaps`: `LAYER[=mean|max|0,3,5]` strings for `--feature-maps`; an empty list: the default layers.
     """
     if (model is None) == (probabilities is None):
         raise ValueError("predict needs exactly one of model= (a model name or path) and probabilities= (a saved file).")
@@ -96,6 +97,8 @@ def predictArguments(image, out, model=None, probabilities=None, classNames=None
             arguments += [option, str(value)]
     flags = {"--save-samples": saveSamples, "--normalize-uncertainty": normalizeUncertainty, "--overwrite": overwrite}
     arguments += [flag for flag, on in flags.items() if on]
+    if featureMaps is not None:
+        arguments += ["--feature-maps", *(str(layer) for layer in featureMaps)]
     return arguments
 
 
