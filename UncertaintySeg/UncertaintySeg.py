@@ -488,6 +488,11 @@ class UncertaintySegTest(ScriptedLoadableModuleTest):
         self.assertFalse(widget.ui.applyButton.enabled)  # no probabilities file chosen
         widget.ui.overlaySelector.currentIndex = list(OverlayMap).index(OverlayMap.ENTROPY)
         self.assertIs(parameters.overlay, OverlayMap.ENTROPY)
+        self.assertTrue(widget.ui.featureMapLayersEdit.isHidden())
+        parameters.createFeatureMaps = True
+        self.assertTrue(widget.ui.createFeatureMapsCheckBox.checked)
+        self.assertFalse(widget.ui.featureMapLayersEdit.isHidden())
+        parameters.createFeatureMaps = False
         parameters.model = "hippocampus"
         self.delayDisplay("Test passed")
 
