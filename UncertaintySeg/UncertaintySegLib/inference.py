@@ -71,10 +71,11 @@ def normalize_intensity(image, normalization: dict):
 
 
 def predict_logits(network, spec: ModelSpec, image: np.ndarray, device: str = "auto", overlap: float = 0.25,
-                   sw_batch_size: int = 1):
+                   sw_batch_size: int = 1, draw: bool = False):
     """`(C_in, I, J, K)` voxels -> logits `(C_out, I, J, K)` float32 on the CPU, on the input's grid.
 
-    `network` is one network of a `LoadedModel` (moved to `device`). A model whose spec says it
+    `network` is one network of a `LoadedModel` (moved to `device`); with `draw`, every window is
+    predicted by `network.sample` (a stochastic model's draw) instead of its forward. A model whose spec says it
     outputs probabilities is converted to logits (log for softmax, logit for sigmoid) so that
     the activation gives them back.
     """
@@ -87,7 +88,7 @@ def predict_logits(network, spec: ModelSpec, image: np.ndarray, device: str = "a
     with torch.inference_mode():
         output = sliding_window_inference(
             tensor.unsqueeze(0).to(target), roi_size=spec.roi_size, sw_batch_size=sw_batch_size,
-            predictor=network, overlap=overlap, mode="gaussian",
+            predictor=network.sample if draw else network, overlap=overlap, mode="gaussian",
         )[0].float().cpu()
     if output.shape[0] != spec.output_channels:
         raise InputError(

@@ -7,8 +7,8 @@ A spec says what the network expects and returns, so that inference needs nothin
      "normalization": {"kind": "zscore"}, "output": "logits", "activation": "softmax",
      "format": "monai_network", "network": {"name": "UNet", "args": {...}}, "weights": "model.pt"}
 
-`format` is "monai_network" (MONAI class by name + a state_dict, loaded with
-`weights_only=True`) or "torchscript" (`weights` is a TorchScript file). `weights` may list
+`format` is "monai_network" (MONAI class by name, or this project's "ProbabilisticUNet", + a
+state_dict, loaded with `weights_only=True`) or "torchscript" (`weights` is a TorchScript file). `weights` may list
 several files: the members of a deep ensemble, whose probabilities `predict` averages.
 MONAI bundle folders are read by `bundle.py`.
 """
@@ -45,6 +45,7 @@ class ModelSpec:
     description: str = ""
     inserted_dropout: dict | None = None  # {"placement": "decoder"|"center", "p": float, "retrained": bool}
     flip_axes: tuple[int, ...] | None = None  # (I, J, K) axes the network was trained flip-invariant on (safe for TTA)
+    stochastic: bool = False  # forward is random by design: `--method sample` draws it S times, each seeded
 
     @property
     def weight_files(self) -> tuple[str, ...]:
@@ -68,6 +69,7 @@ class ModelSpec:
             "network": self.network, "weights": self.weights if isinstance(self.weights, str) else list(self.weights),
             **({"inserted_dropout": dict(self.inserted_dropout)} if self.inserted_dropout else {}),
             **({"flip_axes": list(self.flip_axes)} if self.flip_axes is not None else {}),
+            **({"stochastic": True} if self.stochastic else {}),
         }
 
 
@@ -109,6 +111,8 @@ def spec_from_json(data: dict, source: str = "model.json") -> ModelSpec:
         fail("format 'monai_network' needs 'network': {\"name\": <MONAI network class>, \"args\": {...}}")
     if spec.flip_axes is not None and not set(spec.flip_axes) <= {0, 1, 2}:
         fail(f"'flip_axes' lists the (I, J, K) axes the network is flip-invariant on, among 0, 1, 2; found {list(spec.flip_axes)}")
+    if not isinstance(spec.stochastic, bool):
+        fail(f"'stochastic' must be true or false (true: the network's forward is random by design), found {spec.stochastic!r}")
     inserted = spec.inserted_dropout
     if inserted is not None and not (isinstance(inserted, dict) and inserted.get("placement") in ("decoder", "center")
                                      and isinstance(inserted.get("p"), (int, float)) and spec.format == "monai_network"):
@@ -225,18 +229,31 @@ def load_torchscript(path: Path):
         raise ModelError(f"'{path}' is not a TorchScript model ({first}). Export one with torch.jit.script/trace and save it.") from None
 
 
+PROJECT_NETWORKS = ("ProbabilisticUNet",)  # this project's networks, looked up before MONAI's (MONAI has none of these names)
+
+
+def project_network_class(name: str):
+    """The class of one of this project's networks (`PROJECT_NETWORKS`), else None."""
+    if name == "ProbabilisticUNet":
+        from .probabilistic_unet import ProbabilisticUNet
+
+        return ProbabilisticUNet
+    return None
+
+
 def build_monai_network(network: dict, source: Path):
-    """Instantiate `monai.networks.nets.<name>(**args)`."""
+    """Instantiate `<name>(**args)`: one of this project's networks (`PROJECT_NETWORKS`) or `monai.networks.nets.<name>`."""
     from monai.networks import nets
 
     name, args = network["name"], network.get("args", {})
-    cls = getattr(nets, name, None)
+    cls = project_network_class(name) or getattr(nets, name, None)
     if cls is None:
-        raise ModelError(f"{source}: MONAI has no network '{name}'. Use a class name from monai.networks.nets, e.g. 'UNet'.")
+        raise ModelError(f"{source}: MONAI has no network '{name}'. Use a class name from monai.networks.nets, e.g. 'UNet', "
+                         f"or one of this project's: {', '.join(PROJECT_NETWORKS)}.")
     try:
         return cls(**args)
     except (TypeError, ValueError, AssertionError) as error:
-        raise ModelError(f"{source}: cannot build MONAI {name}(**{args}): {error}") from None
+        raise ModelError(f"{source}: cannot build {name}(**{args}): {error}") from None
 
 
 def load_state_dict_into(network, path: Path) -> None:

@@ -2,6 +2,7 @@
 
     uncertaintyseg predict --image case.nii.gz --model hippocampus-dice --method ensemble+tta --out out/case
     uncertaintyseg predict --image case.nii.gz --model hippocampus --method mc_dropout --samples 20 --out out/case
+    uncertaintyseg predict --image case.nii.gz --model prob-unet/model.json --method sample --samples 20 --out out/case
     uncertaintyseg predict --image case.nii.gz --model a/model.json b/model.json --method ensemble --out out/case
 
 Writes the volumes of `outputs.py`, `segments.csv` (per-segment and per-component volume, mean
@@ -40,8 +41,8 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
     predict.add_argument("--nnunet-axes", choices=("zyx", "xyz"), default="zyx", help="axis order of an nnU-Net .npz (default: zyx, nnU-Net's own)")
     predict.add_argument("--method", help=f"{', '.join(METHODS)}, or a combination such as ensemble+tta or ensemble+mc_dropout "
                                           "(default: ensemble for an ensemble model, else softmax)")
-    predict.add_argument("--samples", type=int, default=20, help="MC dropout passes per network and flip (default: 20)")
-    predict.add_argument("--seed", type=int, default=0, help="seed of the first MC dropout pass (default: 0)")
+    predict.add_argument("--samples", type=int, default=20, help="MC dropout passes / stochastic draws (--method sample) per network and flip (default: 20)")
+    predict.add_argument("--seed", type=int, default=0, help="seed of the first MC dropout pass or draw (default: 0)")
     predict.add_argument("--tta-axes", default="0,1,2", help="image axes (0=I, 1=J, 2=K) whose flips TTA combines (default: 0,1,2: 8 flips)")
     predict.add_argument("--insert-dropout", choices=("decoder", "center"),
                          help="insert dropout into a MONAI UNet without it (not retrained: see `insert-dropout --retrain`)")

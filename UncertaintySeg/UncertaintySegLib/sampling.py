@@ -4,7 +4,12 @@ Methods (combinable, e.g. "ensemble+tta" or "ensemble+mc_dropout"):
 - "softmax": one deterministic pass of the first network;
 - "mc_dropout": S passes with only the dropout layers in training mode (batch-norm stays in
   eval mode), the n-th sample of the run seeded with seed + n, so a run is reproducible;
-- "ensemble": every network of the model (its members), each once, or S times with MC dropout;
+- "sample": S draws of a stochastic model: a network with `sample(x) -> logits` (a Probabilistic U-Net
+  drawing its latent from the prior), or one whose forward is random by design (`"stochastic": true`
+  in model.json); the n-th sample is seeded with seed + n like MC dropout. A network with
+  `shared_latent_noise()` (probabilistic_unet.py) gets one draw per pass, shared by all its sliding
+  windows; without it every window draws on its own (give it one window, roi_size >= the image);
+- "ensemble": every network of the model (its members), each once, or S times with MC dropout / sample;
 - "tta": every combination of flips along the chosen (I, J, K) axes, flipped back on the output.
 
 Samples are (members x flips x S); each one is a full sliding-window pass, turned into
@@ -29,7 +34,8 @@ from .models import ModelSpec
 from .progress import Progress
 from .uncertainty import StreamingMoments
 
-METHODS = ("softmax", "mc_dropout", "ensemble", "tta")
+METHODS = ("softmax", "mc_dropout", "sample", "ensemble", "tta")
+STOCHASTIC = frozenset({"mc_dropout", "sample"})  # methods drawing S seeded passes per network and flip
 
 
 def parse_method(method: str) -> frozenset[str]:
@@ -45,8 +51,8 @@ def parse_method(method: str) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class SamplingPlan:
-    """What to sample: `methods` from `parse_method`, `samples` MC dropout passes per network and flip,
-    `seed` of the first MC dropout pass, `tta_axes` of the (I, J, K) image to flip."""
+    """What to sample: `methods` from `parse_method`, `samples` MC dropout passes / stochastic draws per
+    network and flip, `seed` of the first such pass, `tta_axes` of the (I, J, K) image to flip."""
 
     methods: frozenset = frozenset({"softmax"})
     samples: int = 20
@@ -65,7 +71,7 @@ class SamplingPlan:
 
     @property
     def passes_per_flip(self) -> int:
-        return self.samples if "mc_dropout" in self.methods else 1
+        return self.samples if self.methods & STOCHASTIC else 1
 
     def flips(self) -> list[tuple[int, ...]]:
         """Axis subsets to flip: [()] without TTA, else all 2^k subsets of `tta_axes` (identity first)."""
@@ -139,8 +145,9 @@ def seeded(seed: int, device):
         yield
 
 
-def networks_to_sample(networks: list, plan: SamplingPlan, model_name: str) -> list:
-    """The networks the plan uses; checks that the model supports the plan's methods."""
+def networks_to_sample(networks: list, plan: SamplingPlan, model_name: str, stochastic: bool = False) -> list:
+    """The networks the plan uses; checks that the model supports the plan's methods.
+    `stochastic`: the spec declares the networks' forward random by design."""
     if "ensemble" in plan.methods and len(networks) < 2:
         raise InputError(
             f"method 'ensemble' needs a model with several members; '{model_name}' has 1 network. "
@@ -153,6 +160,14 @@ def networks_to_sample(networks: list, plan: SamplingPlan, model_name: str) -> l
                 raise InputError(
                     f"method 'mc_dropout' needs dropout layers, and model '{model_name}' has none. Insert some with "
                     "--insert-dropout decoder|center (or `uncertaintyseg insert-dropout ... --retrain`), or use ensemble/tta."
+                )
+    if "sample" in plan.methods and not stochastic:
+        for network in chosen:
+            if not callable(getattr(network, "sample", None)):
+                raise InputError(
+                    f"method 'sample' needs a stochastic model, and model '{model_name}' ({type(network).__name__}) has no "
+                    "sample(x) method and is not declared \"stochastic\": true in model.json. Use a model that draws "
+                    "samples (e.g. a ProbabilisticUNet), mark a random-by-design network stochastic, or use mc_dropout/ensemble/tta."
                 )
     return chosen
 
@@ -178,7 +193,7 @@ def sample_probabilities(
     from .inference import resolve_device
 
     progress = progress or Progress("none")
-    chosen = networks_to_sample(networks, plan, spec.name)
+    chosen = networks_to_sample(networks, plan, spec.name, stochastic=spec.stochastic)
     target = resolve_device(device)
     total = plan.count(len(networks))
     moments = StreamingMoments()
@@ -186,6 +201,7 @@ def sample_probabilities(
     index = 0
     for member, network in enumerate(chosen):
         mode = mc_dropout_mode(network) if "mc_dropout" in plan.methods else contextlib.nullcontext()
+        draws = "sample" in plan.methods and callable(getattr(network, "sample", None))
         with mode:
             for flip in plan.flips():
                 flipped = np.ascontiguousarray(np.flip(image, axis=[a + 1 for a in flip])) if flip else image
@@ -193,9 +209,10 @@ def sample_probabilities(
                     label = sample_label(plan, member, len(chosen), flip, draw)
                     progress(f"{label} ({index + 1}/{total})", 0.1 + 0.7 * index / total)
                     started = time.perf_counter()
-                    rng = seeded(plan.seed + index, target) if "mc_dropout" in plan.methods else contextlib.nullcontext()
-                    with rng:
-                        logits = predict_logits(network, spec, flipped, device=device)
+                    rng = seeded(plan.seed + index, target) if plan.methods & STOCHASTIC else contextlib.nullcontext()
+                    shared = network.shared_latent_noise() if draws and hasattr(network, "shared_latent_noise") else contextlib.nullcontext()
+                    with rng, shared:
+                        logits = predict_logits(network, spec, flipped, device=device, draw=draws)
                     if flip:
                         logits = torch.flip(logits, dims=[a + 1 for a in flip])
                     if logits_transform is not None:
@@ -214,7 +231,7 @@ def sample_probabilities(
 
 
 def sample_label(plan: SamplingPlan, member: int, members: int, flip: tuple[int, ...], draw: int) -> str:
-    """Human-readable name of one sample, e.g. 'member 2/5, flip I+K, MC dropout sample 7/20'."""
+    """Human-readable name of one sample, e.g. 'member 2/5, flip I+K, MC dropout sample 7/20' or '..., draw 3/10'."""
     parts = []
     if "ensemble" in plan.methods:
         parts.append(f"member {member + 1}/{members}")
@@ -222,4 +239,6 @@ def sample_label(plan: SamplingPlan, member: int, members: int, flip: tuple[int,
         parts.append("flip " + ("+".join("IJK"[a] for a in flip) if flip else "none"))
     if "mc_dropout" in plan.methods:
         parts.append(f"MC dropout sample {draw + 1}/{plan.samples}")
+    elif "sample" in plan.methods:
+        parts.append(f"draw {draw + 1}/{plan.samples}")
     return ", ".join(parts) or "inference"
