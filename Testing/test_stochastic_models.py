@@ -1,5 +1,6 @@
-"""Stochastic models: the Probabilistic U-Net (prior/posterior nets, KL, ELBO) and `predict --method sample`."""
+"""Stochastic models: the Probabilistic U-Net (prior/posterior nets, KL, ELBO, training) and `predict --method sample`."""
 
+import csv
 import json
 
 import numpy as np
@@ -11,6 +12,7 @@ from UncertaintySegLib.cli import main
 from UncertaintySegLib.io import read_volume
 from UncertaintySegLib.models import load_model
 from UncertaintySegLib.probabilistic_unet import ProbabilisticUNet, kl_divergence_gaussians
+from UncertaintySegLib.train import TrainSettings, train
 
 TINY = {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [4, 8], "strides": [2], "num_res_units": 0,
         "feature_channels": 4, "latent_dim": 3, "encoder_channels": [4, 8], "fcomb_channels": 8, "fcomb_layers": 2}
@@ -152,3 +154,28 @@ def test_model_declared_stochastic_is_drawn_through_its_forward(small_model_dir,
     assert json.loads((tmp_path / "out" / "run.json").read_text())["sampling"]["samples_drawn"] == 2
     # this UNet's forward is in fact deterministic: both draws agree, so there is no mutual information
     assert read_volume(tmp_path / "out" / "mutual_information.nrrd").array.max() < 1e-6
+
+
+def test_train_probabilistic_unet_on_a_tiny_run(data_root, tmp_path):
+    settings = TrainSettings(architecture="probabilistic_unet", loss="elbo", beta=0.1, latent_dim=2, epochs=2, patience=2,
+                             channels=(4, 8), batch_size=4, name="tiny-prob", seed=1, max_cases=5,
+                             patch_size=(32, 40, 32))
+    summary = train(data_root, tmp_path / "out", settings)
+    model = load_model(tmp_path / "out")
+    assert isinstance(model.network, ProbabilisticUNet) and model.spec.network["args"]["latent_dim"] == 2
+    assert "Probabilistic U-Net" in model.spec.description and summary["settings"]["loss"] == "elbo"
+    log = list(csv.DictReader(open(tmp_path / "out" / "training_log.csv")))
+    losses = [float(row["train_loss"]) for row in log]
+    assert len(losses) == summary["members"][0]["epochs_run"] and all(np.isfinite(losses))
+    assert 0.0 <= summary["members"][0]["best_validation_dice"] <= 1.0
+    untrained = ProbabilisticUNet(**model.spec.network["args"])
+    trained = model.network.state_dict()
+    assert any(not torch.equal(trained[k].float(), v) for k, v in untrained.state_dict().items() if v.is_floating_point())
+
+
+def test_train_refuses_elbo_for_a_unet_and_other_losses_for_a_probabilistic_unet(data_root, tmp_path, capsys):
+    common = ["train", "--data-root", str(data_root), "--out", str(tmp_path / "out"), "--progress", "none"]
+    assert main([*common, "--loss", "elbo"]) == 2
+    assert main([*common, "--architecture", "probabilistic_unet", "--loss", "dice_ce"]) == 2
+    assert capsys.readouterr().err.count("trains on its ELBO") == 2
+    assert not (tmp_path / "out").exists()

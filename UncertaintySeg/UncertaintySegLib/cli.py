@@ -51,8 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto")
     _add_common(demo)
 
-    train = commands.add_parser("train", help="train a MONAI U-Net with dropout on the hippocampus train split")
-    train.add_argument("--loss", choices=("ce", "dice", "dice_ce"), default="dice_ce")
+    train = commands.add_parser("train", help="train a MONAI U-Net with dropout (or a Probabilistic U-Net) on the hippocampus train split")
+    train.add_argument("--architecture", choices=("unet", "probabilistic_unet"), default="unet",
+                       help="unet (with dropout) or probabilistic_unet (Kohl et al.: prior/posterior nets, trained on its ELBO)")
+    train.add_argument("--loss", choices=("ce", "dice", "dice_ce", "elbo"),
+                       help="default: dice_ce for unet, elbo (the only one it takes) for probabilistic_unet")
+    train.add_argument("--beta", type=float, default=1.0, help="probabilistic_unet: weight of the KL term in the ELBO (default: 1)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--epochs", type=int, default=60)
     train.add_argument("--patience", type=int, default=15, help="stop after this many epochs without a better validation Dice")
@@ -111,8 +115,10 @@ def run_train(args, progress) -> None:
     from .data import resolve_data_root
     from .train import TrainSettings, train
 
-    settings = TrainSettings(loss=args.loss, seed=args.seed, epochs=args.epochs, patience=args.patience, name=args.name,
-                             max_cases=args.max_cases, min_validation_dice=args.min_validation_dice, device=args.device)
+    loss = args.loss or ("elbo" if args.architecture == "probabilistic_unet" else "dice_ce")
+    settings = TrainSettings(loss=loss, seed=args.seed, epochs=args.epochs, patience=args.patience, name=args.name,
+                             max_cases=args.max_cases, min_validation_dice=args.min_validation_dice, device=args.device,
+                             architecture=args.architecture, beta=args.beta)
     summary = train(resolve_data_root(args.data_root, args.download), args.out, settings, args.members, args.overwrite,
                     progress, args.workers)
     if args.progress != "json":

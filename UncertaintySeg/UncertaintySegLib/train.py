@@ -1,4 +1,6 @@
-"""Train a MONAI 3-D U-Net with dropout on the `train` split of MSD Task04 Hippocampus.
+"""Train a MONAI 3-D U-Net with dropout, or a Probabilistic U-Net (`architecture="probabilistic_unet"`,
+loss "elbo": `ProbabilisticUNet.elbo_loss`, validated on its prior-mean forward), on the `train`
+split of MSD Task04 Hippocampus.
 
 Deterministic given the seed. A validation part is carved from `train` only (never
 `calibration` or `test`); the best epoch by validation Dice is kept (early stopping).
@@ -27,7 +29,8 @@ from .metrics import dice_per_class
 from .models import ModelSpec
 from .progress import Progress
 
-LOSSES = ("ce", "dice", "dice_ce")
+LOSSES = ("ce", "dice", "dice_ce", "elbo")  # elbo: the Probabilistic U-Net's, and only its
+ARCHITECTURES = ("unet", "probabilistic_unet")
 CLASS_NAMES = ("background", "anterior", "posterior")
 NORMALIZATION = {"kind": "zscore"}
 
@@ -49,9 +52,19 @@ class TrainSettings:
     max_cases: int | None = None  # train on the split's first N cases only (quick experiments, tests)
     min_validation_dice: float = 0.0  # an ensemble member below this (a collapsed run) is retrained with the next seed
     device: str = "auto"  # "cpu", "cuda", "cuda:1", ...; CUDA runs use cuDNN's deterministic kernels
+    architecture: str = "unet"  # or "probabilistic_unet" (loss "elbo"; `dropout` unused)
+    latent_dim: int = 6  # Probabilistic U-Net latent dimensions
+    beta: float = 1.0  # Probabilistic U-Net: weight of KL(posterior || prior) against the per-voxel cross-entropy
 
 
 def network_config(settings: TrainSettings) -> dict:
+    if settings.architecture == "probabilistic_unet":
+        return {"name": "ProbabilisticUNet", "args": {
+            "spatial_dims": 3, "in_channels": 1, "out_channels": len(CLASS_NAMES),
+            "channels": list(settings.channels), "strides": [2] * (len(settings.channels) - 1), "num_res_units": 1,
+            "feature_channels": settings.channels[0], "latent_dim": settings.latent_dim,
+            "encoder_channels": list(settings.channels), "fcomb_channels": settings.channels[0], "fcomb_layers": 3,
+        }}
     return {"name": "UNet", "args": {
         "spatial_dims": 3, "in_channels": 1, "out_channels": len(CLASS_NAMES),
         "channels": list(settings.channels), "strides": [2] * (len(settings.channels) - 1),
@@ -59,15 +72,16 @@ def network_config(settings: TrainSettings) -> dict:
     }}
 
 
-def model_description(loss: str, seeds: list[int]) -> str:
+def model_description(loss: str, seeds: list[int], architecture: str = "unet") -> str:
     trained = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} members, seeds {', '.join(map(str, seeds))}"
-    return f"MONAI UNet trained on MSD Task04 Hippocampus (train split), loss {loss}, {trained}"
+    network = "Probabilistic U-Net (MONAI UNet backbone)" if architecture == "probabilistic_unet" else "MONAI UNet"
+    return f"{network} trained on MSD Task04 Hippocampus (train split), loss {loss}, {trained}"
 
 
 def model_spec(settings: TrainSettings, seeds: list[int]) -> ModelSpec:
     """The spec of one network (`model.pt`) or of an ensemble (`member_<m>.pt`) trained from `seeds`."""
     return ModelSpec(
-        name=settings.name, description=model_description(settings.loss, seeds),
+        name=settings.name, description=model_description(settings.loss, seeds, settings.architecture),
         class_names=CLASS_NAMES, roi_size=tuple(settings.roi_size), normalization=NORMALIZATION,
         network=network_config(settings),
         weights="model.pt" if len(seeds) == 1 else tuple(f"member_{m}.pt" for m in range(len(seeds))),
@@ -133,6 +147,11 @@ def train(data_root: Path, out: Path, settings: TrainSettings, members: int = 1,
 def check_request(settings: TrainSettings, members: int, workers: int) -> None:
     if settings.loss not in LOSSES:
         raise InputError(f"unknown loss '{settings.loss}': expected one of {', '.join(LOSSES)}.")
+    if settings.architecture not in ARCHITECTURES:
+        raise InputError(f"unknown architecture '{settings.architecture}': expected one of {', '.join(ARCHITECTURES)}.")
+    if (settings.loss == "elbo") != (settings.architecture == "probabilistic_unet"):
+        raise InputError(f"loss '{settings.loss}' with architecture '{settings.architecture}': the Probabilistic U-Net trains "
+                         "on its ELBO (--loss elbo) and the U-Net on ce, dice or dice_ce.")
     if members < 1:
         raise InputError(f"--members {members}: expected at least 1.")
     if workers < 1:
@@ -250,10 +269,12 @@ def train_network(cases: list, settings: TrainSettings, progress=None) -> tuple[
     network = build_monai_network(network_config(settings), Path("train")).to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=settings.learning_rate, weight_decay=1e-5)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
-    loss_fn = make_loss(settings.loss)
+    loss_fn = None if settings.loss == "elbo" else make_loss(settings.loss)
+    elbo_beta = settings.beta if settings.loss == "elbo" else None
     log, best, best_state, stale, started = [], -1.0, None, 0, time.perf_counter()
     for epoch in range(1, settings.epochs + 1):
-        train_loss = train_epoch(network, optimizer, loss_fn, training, settings.batch_size, settings.patch_size, rng)
+        train_loss = train_epoch(network, optimizer, loss_fn, training, settings.batch_size, settings.patch_size, rng,
+                                 elbo_beta=elbo_beta)
         scheduler.step()
         dice = validate(network, validation, settings.roi_size)
         log.append({"epoch": epoch, "train_loss": train_loss, "validation_dice": dice,
@@ -274,9 +295,11 @@ def train_network(cases: list, settings: TrainSettings, progress=None) -> tuple[
     return best_state, log, summary
 
 
-def train_epoch(network, optimizer, loss_fn, cases: list, batch_size: int, patch_size, rng: np.random.Generator) -> float:
+def train_epoch(network, optimizer, loss_fn, cases: list, batch_size: int, patch_size, rng: np.random.Generator,
+                elbo_beta: float | None = None) -> float:
     """One pass over `cases` in a random order, augmented crops of `patch_size` in batches, on the
-    network's device; returns the mean loss."""
+    network's device; returns the mean loss. With `elbo_beta`, the loss is the network's
+    `elbo_loss(images, labels, elbo_beta)` (a Probabilistic U-Net) and `loss_fn` is unused."""
     import torch
 
     device = next(network.parameters()).device
@@ -286,7 +309,8 @@ def train_epoch(network, optimizer, loss_fn, cases: list, batch_size: int, patch
     for start in range(0, len(cases), batch_size):
         images, labels = zip(*(augment(*cases[i], patch_size, rng) for i in order[start:start + batch_size]))
         images = torch.from_numpy(np.stack(images))[:, None].to(device)
-        loss = loss_fn(network(images), torch.from_numpy(np.stack(labels))[:, None].to(device))
+        labels = torch.from_numpy(np.stack(labels))[:, None].to(device)
+        loss = network.elbo_loss(images, labels, elbo_beta) if elbo_beta is not None else loss_fn(network(images), labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
