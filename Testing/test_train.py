@@ -86,3 +86,13 @@ def test_collapsed_runs_trained_at_once_are_replaced_then_refused(data_root, tmp
 def test_bad_worker_counts_are_refused(data_root, tmp_path):
     with pytest.raises(InputError, match="--workers 0"):
         train(data_root, tmp_path / "out", TINY, workers=0)
+
+
+def test_channels_are_parsed_and_bad_ones_refused(capsys):
+    from UncertaintySegLib.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--channels", "8,16,32,64", "--out", "x"])
+    assert args.channels == (8, 16, 32, 64)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--channels", "8", "--out", "x"])
+    assert "at least two positive integers" in capsys.readouterr().err

@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="unet (with dropout) or probabilistic_unet (Kohl et al.: prior/posterior nets, trained on its ELBO)")
     train.add_argument("--loss", choices=("ce", "dice", "dice_ce", "elbo"),
                        help="default: dice_ce for unet, elbo (the only one it takes) for probabilistic_unet")
+    train.add_argument("--channels", type=parse_channels, default=(16, 32, 64, 128), metavar="C1,C2,...",
+                       help="channels per U-Net level (and per prior/posterior encoder level); default: 16,32,64,128")
     train.add_argument("--beta", type=float, default=1.0, help="probabilistic_unet: weight of the KL term in the ELBO (default: 1)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--epochs", type=int, default=60)
@@ -111,6 +113,17 @@ def run_demo(args, progress) -> None:
         print(json.dumps(summary, indent=2))
 
 
+def parse_channels(text: str) -> tuple[int, ...]:
+    """'8,16,32,64' -> (8, 16, 32, 64): at least two positive levels."""
+    try:
+        channels = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        channels = ()
+    if len(channels) < 2 or min(channels) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': expected at least two positive integers separated by commas, e.g. 8,16,32,64")
+    return channels
+
+
 def run_train(args, progress) -> None:
     from .data import resolve_data_root
     from .train import TrainSettings, train
@@ -118,7 +131,7 @@ def run_train(args, progress) -> None:
     loss = args.loss or ("elbo" if args.architecture == "probabilistic_unet" else "dice_ce")
     settings = TrainSettings(loss=loss, seed=args.seed, epochs=args.epochs, patience=args.patience, name=args.name,
                              max_cases=args.max_cases, min_validation_dice=args.min_validation_dice, device=args.device,
-                             architecture=args.architecture, beta=args.beta)
+                             architecture=args.architecture, beta=args.beta, channels=args.channels)
     summary = train(resolve_data_root(args.data_root, args.download), args.out, settings, args.members, args.overwrite,
                     progress, args.workers)
     if args.progress != "json":
