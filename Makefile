@@ -25,8 +25,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_predict.py
 	$(BIN)/python benchmarks/bench_metrics.py
 
-# Retrain the three shipped models: the two 5-member ensembles and the single DiceCE model, all 11
-# networks at once (5 + 5 + 1 processes). Meant for a CUDA GPU (an H100: about 5 min); the same
+# Retrain the shipped models: the two 5-member ensembles, the single DiceCE model and the Probabilistic
+# U-Net, all 12 networks at once (5 + 5 + 1 + 1 processes). Meant for a CUDA GPU (an H100: about 5 min); the same
 # recipe on a 2-core CPU would take about 10 h (MODEL_DEVICE=cpu). Results land in build/models/;
 # `make install-models` copies them beside their model cards.
 MODEL_DEVICE ?= auto
@@ -38,10 +38,12 @@ models: $(STAMP)
 	    --name hippocampus-$$loss --out build/models/hippocampus-$$loss & \
 	done; \
 	$(BIN)/uncertaintyseg train --loss dice_ce $(MODEL_RECIPE) --name hippocampus --out build/models/hippocampus & \
+	$(BIN)/uncertaintyseg train --architecture probabilistic_unet --channels 8,16,32,64 $(MODEL_RECIPE) \
+	  --name hippocampus-punet --out build/models/hippocampus-punet & \
 	wait
 
 install-models:
-	for name in hippocampus hippocampus-dice hippocampus-ce; do cp build/models/$$name/* UncertaintySeg/Resources/Models/$$name/; done
+	for name in hippocampus hippocampus-dice hippocampus-ce hippocampus-punet; do cp build/models/$$name/* UncertaintySeg/Resources/Models/$$name/; done
 
 clean:
 	rm -rf $(VENV) demo-output

@@ -110,6 +110,18 @@ def test_bad_requests_are_refused_before_any_work(data_root, tmp_path, capsys):
     assert main(["compare", "--model", "hippocampus", "--methods", "base,ensemble", "--max-cases", "1",
                  "--out", str(tmp_path / "b"), *common]) == 2
     assert "'ensemble' needs a model with several members" in capsys.readouterr().err
+    assert main(["compare", "--model", "hippocampus", "--methods", "base,sample", "--max-cases", "1",
+                 "--out", str(tmp_path / "d"), *common]) == 2
+    assert "method 'sample' needs a stochastic model" in capsys.readouterr().err
     assert main(["compare", "--model", "hippocampus", "--methods", "base,tempreature", "--out", str(tmp_path / "c"), *common]) == 2
     assert "'tempreature'" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_a_stochastic_models_draws_are_a_method(data_root, tmp_path):
+    out = tmp_path / "punet"
+    assert main(["compare", "--model", "hippocampus-punet", "--methods", "base,sample", "--samples", "3",
+                 "--max-cases", "2", "--data-root", str(data_root), "--out", str(out), "--progress", "none"]) == 0
+    rows = {row["method"]: row for row in json.loads((out / "comparison.json").read_text())["table"]}
+    assert set(rows) == {"base", "sample"} and rows["sample"]["dice"] > 0.7
+    assert rows["sample"]["nll"] == pytest.approx(rows["base"]["nll"], rel=0.05)  # the shipped model's latent collapsed

@@ -6,6 +6,7 @@
   fitted on the fitting cases (see `calibration/`), applied to its logits.
 - `finetune`: `base` with its last learnable layer fine-tuned on the fitting cases.
 - `mc_dropout`: `base` with its dropout layers active, `samples` passes averaged.
+- `sample`: `base` drawn `samples` times from a stochastic model (a Probabilistic U-Net's prior), averaged.
 - `ensemble`: every member's softmax, averaged (the model must have several members).
 
 Every post-hoc method calibrates the same `base` network, so differences between methods are the
@@ -23,7 +24,7 @@ import numpy as np
 from .errors import InputError
 
 LOGIT_CALIBRATORS = ("temperature", "vector", "platt", "auxconv", "histogram", "isotonic")
-METHODS = ("base", *LOGIT_CALIBRATORS, "finetune", "mc_dropout", "ensemble")
+METHODS = ("base", *LOGIT_CALIBRATORS, "finetune", "mc_dropout", "sample", "ensemble")
 DEFAULT_METHODS = ("base", "temperature", "vector", "auxconv", "finetune", "mc_dropout", "ensemble")
 
 
@@ -61,6 +62,10 @@ def check_methods_fit_model(methods: list[str], model) -> None:
     if "mc_dropout" in methods and not dropout_layers(model.networks[0]):
         raise InputError(f"method 'mc_dropout' needs dropout layers, and model '{model.spec.name}' has none: leave it "
                          "out of --methods, or insert dropout first (`uncertaintyseg insert-dropout`).")
+    if "sample" in methods:
+        from .sampling import SamplingPlan, networks_to_sample
+
+        networks_to_sample(model.networks[:1], SamplingPlan(frozenset({"sample"})), model.spec.name, model.spec.stochastic)
     if "finetune" in methods and model.spec.format != "monai_network":
         raise InputError(f"method 'finetune' needs a MONAI network given as model.json + weights; '{model.spec.name}' is "
                          f"{model.spec.format}. Leave 'finetune' out of --methods for it.")
@@ -122,8 +127,8 @@ def case_probabilities(fitted: FittedMethods, image: np.ndarray, samples: int, s
             out[method] = softmax(fitted.calibrators[method].transform(base_logits))
         elif method == "finetune":
             out[method] = softmax(predict_logits(fitted.fine_tuning.networks_[0], spec, image, device=device))
-        elif method == "mc_dropout":
-            plan = SamplingPlan(frozenset({"mc_dropout"}), samples=samples, seed=seed)
+        elif method in ("mc_dropout", "sample"):
+            plan = SamplingPlan(frozenset({method}), samples=samples, seed=seed)
             moments, _ = sample_probabilities(fitted.model.networks[:1], spec, image, plan, device=device)
             out[method] = moments.mean.numpy().astype(np.float32)
     members = []
