@@ -235,3 +235,14 @@ def test_an_input_removed_while_running_is_reported_and_nothing_is_added(panel_s
     with pytest.raises(RuntimeError, match="removed from the scene while the model ran"):
         run.load(panel_scene["logic"])
     assert scene.GetNumberOfNodes() == before
+
+
+def test_every_method_the_panel_offers_is_one_predict_accepts_and_samples_show_when_they_matter():
+    from UncertaintySegLib.sampling import parse_method
+    from UncertaintySegSlicer.panelChoices import UncertaintyMethod
+
+    for method in UncertaintyMethod:
+        if method.cliMethod is not None:
+            parse_method(method.cliMethod)
+    assert UncertaintyMethod.SAMPLE.drawsSamples and UncertaintyMethod.MC_DROPOUT.drawsSamples
+    assert not UncertaintyMethod.ENSEMBLE.drawsSamples and not UncertaintyMethod.ENSEMBLE_TTA.drawsSamples

@@ -46,6 +46,7 @@ class UncertaintyMethod(_Labelled):
     ENSEMBLE_TTA = "ensemble+tta"
     MC_DROPOUT_TTA = "mc_dropout+tta"
     ENSEMBLE_MC_DROPOUT_TTA = "ensemble+mc_dropout+tta"
+    SAMPLE = "sample"
 
     @classmethod
     def _labels(cls):
@@ -53,15 +54,17 @@ class UncertaintyMethod(_Labelled):
                 "MC_DROPOUT": "MC dropout", "ENSEMBLE": "Deep ensemble", "TTA": "Test-time augmentation (flips)",
                 "ENSEMBLE_MC_DROPOUT": "Ensemble + MC dropout", "ENSEMBLE_TTA": "Ensemble + test-time augmentation",
                 "MC_DROPOUT_TTA": "MC dropout + test-time augmentation",
-                "ENSEMBLE_MC_DROPOUT_TTA": "Ensemble + MC dropout + test-time augmentation"}
+                "ENSEMBLE_MC_DROPOUT_TTA": "Ensemble + MC dropout + test-time augmentation",
+                "SAMPLE": "The model's own samples (Probabilistic U-Net)"}
 
     @property
     def cliMethod(self):
         return None if self is UncertaintyMethod.AUTO else self.value
 
     @property
-    def drawsDropoutSamples(self):
-        return "mc_dropout" in self.value
+    def drawsSamples(self):
+        """Whether `--samples` matters: MC dropout passes or a stochastic model's draws."""
+        return "mc_dropout" in self.value or "sample" in self.value.split("+")
 
 
 class CalibrationSource(_Labelled):
@@ -165,7 +168,7 @@ def panelVisibility(parameters):
         "probabilitiesFile": precomputed,
         "classNames": precomputed,
         "method": not precomputed,
-        "samples": not precomputed and parameters.method.drawsDropoutSamples,
+        "samples": not precomputed and parameters.method.drawsSamples,
         "calibration": not precomputed,
         "calibratorFolder": not precomputed and calibration is not CalibrationSource.NONE,
         "calibrationFit": not precomputed and calibration is CalibrationSource.FIT,

@@ -97,7 +97,7 @@ class RunSettings:
         options = {"device": self.device}
         if not self.usesSavedProbabilities:
             options["method"] = self.method.cliMethod
-            options["samples"] = self.samples if self.method.drawsDropoutSamples else None
+            options["samples"] = self.samples if self.method.drawsSamples else None
             if self.calibration is not CalibrationSource.NONE:
                 options["calibrator"] = str(self.calibratorFolder)
             options["featureMaps"] = self.featureMapArguments()
