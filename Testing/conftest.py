@@ -45,6 +45,20 @@ def small_model_dir(tmp_path_factory):
     return folder
 
 
+@pytest.fixture
+def hippocampus_copy(tmp_path):
+    """A private copy of the bundled `hippocampus` model (the bundled files may be retrained meanwhile)."""
+    import shutil
+
+    from UncertaintySegLib.models import BUNDLED_MODELS_DIR
+
+    folder = tmp_path / "hippocampus"
+    folder.mkdir()
+    for name in ("model.json", "model.pt"):
+        shutil.copy(BUNDLED_MODELS_DIR / "hippocampus" / name, folder / name)
+    return folder
+
+
 def write_image(path, array, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=None):
     """Write an (I, J, K) array with SimpleITK (independently of the project's writer)."""
     import SimpleITK as sitk

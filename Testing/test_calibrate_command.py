@@ -1,8 +1,6 @@
 """`uncertaintyseg calibrate` and `predict --calibrator` end to end: files, report, refusals."""
 
-import hashlib
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -11,21 +9,8 @@ import torch
 from UncertaintySegLib.calibration import load_calibrator
 from UncertaintySegLib.cli import main
 from UncertaintySegLib.io import read_volume
-from UncertaintySegLib.models import BUNDLED_MODELS_DIR, load_model
-
-
-def digest(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
-
-
-@pytest.fixture
-def hippocampus_copy(tmp_path):
-    """A private copy of the bundled `hippocampus` model (its files may be retrained meanwhile)."""
-    folder = tmp_path / "hippocampus"
-    folder.mkdir()
-    for name in ("model.json", "model.pt"):
-        shutil.copy(BUNDLED_MODELS_DIR / "hippocampus" / name, folder / name)
-    return folder
+from UncertaintySegLib.models import load_model
+from synthetic_cases import digest
 
 
 def calibrate(*arguments):

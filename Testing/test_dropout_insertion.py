@@ -1,9 +1,7 @@
 """Dropout inserted into a trained MONAI UNet: where it goes, that weights still load, and retraining what follows it."""
 
-import hashlib
 import json
 
-import numpy as np
 import pytest
 import torch
 from monai.networks.nets import UNet
@@ -13,6 +11,7 @@ from UncertaintySegLib.dropout_retraining import LEARNING_RATES, make_dropout_mo
 from UncertaintySegLib.errors import InputError
 from UncertaintySegLib.models import load_model
 from UncertaintySegLib.sampling import dropout_layers, mc_dropout_mode
+from synthetic_cases import blob_cases, digest
 
 ARGS = {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1}
 
@@ -74,24 +73,6 @@ def model_dir(tmp_path):
             "normalization": {"kind": "zscore"}, "network": {"name": "UNet", "args": ARGS}, "weights": "model.pt"}
     (folder / "model.json").write_text(json.dumps(spec))
     return folder
-
-
-def digest(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
-
-
-def blob_cases(count=5, shape=(14, 18, 14)):
-    """(image, label) pairs: bright blobs of class 1 and dark blobs of class 2 on noise (already normalised)."""
-    rng = np.random.default_rng(1)
-    cases = []
-    for _ in range(count):
-        label = np.zeros(shape, np.int64)
-        centre = rng.integers(4, 9, 3)
-        label[tuple(slice(c - 2, c + 2) for c in centre)] = 1
-        label[2:5, 12:16, 2:5] = 2
-        image = rng.normal(0, 0.3, shape).astype(np.float32) + (label == 1) * 2.0 - (label == 2) * 2.0
-        cases.append((image.astype(np.float32), label))
-    return cases
 
 
 def test_model_with_inserted_dropout_is_written_and_loads(model_dir, tmp_path):

@@ -1,10 +1,8 @@
 """Last-layer fine-tuning: a new model whose only changed layer is the last, the original untouched; its schedule."""
 
-import hashlib
 import json
 import shutil
 
-import numpy as np
 import pytest
 import torch
 
@@ -12,35 +10,10 @@ from UncertaintySegLib.calibration import LastLayerFineTuning
 from UncertaintySegLib.calibration.finetune import LEARNING_RATE_BY_TRAINING_LOSS, last_learnable_layer, training_loss
 from UncertaintySegLib.errors import InputError
 from UncertaintySegLib.fine_tuning import FineTuneSettings, fine_tune
-from UncertaintySegLib.models import BUNDLED_MODELS_DIR, load_model
+from UncertaintySegLib.models import load_model
+from synthetic_cases import blob_cases, digest
 
-
-def digest(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
-
-
-def blob_cases(count=4, shape=(14, 16, 14)):
-    """(image, label) pairs already normalised: bright class-1 and dark class-2 blobs on noise."""
-    rng = np.random.default_rng(1)
-    cases = []
-    for _ in range(count):
-        label = np.zeros(shape, np.int64)
-        centre = rng.integers(4, 9, 3)
-        label[tuple(slice(c - 2, c + 2) for c in centre)] = 1
-        label[2:5, 11:15, 2:5] = 2
-        image = rng.normal(0, 0.3, shape).astype(np.float32) + (label == 1) * 2.0 - (label == 2) * 2.0
-        cases.append((image.astype(np.float32), label))
-    return cases
-
-
-@pytest.fixture
-def hippocampus_copy(tmp_path):
-    """A private copy of the bundled `hippocampus` model (its files may be retrained meanwhile)."""
-    folder = tmp_path / "hippocampus"
-    folder.mkdir()
-    for name in ("model.json", "model.pt"):
-        shutil.copy(BUNDLED_MODELS_DIR / "hippocampus" / name, folder / name)
-    return folder
+CASE_SHAPE = (14, 16, 14)
 
 
 def test_fine_tuning_writes_a_new_model_and_leaves_the_original_untouched(small_model_dir, tmp_path):
@@ -48,7 +21,7 @@ def test_fine_tuning_writes_a_new_model_and_leaves_the_original_untouched(small_
     shutil.copytree(small_model_dir, original)
     before = digest(original)
     model = load_model(original)
-    tuned = LastLayerFineTuning(loss="ce", max_epochs=3).fit(model, blob_cases())
+    tuned = LastLayerFineTuning(loss="ce", max_epochs=3).fit(model, blob_cases(4, CASE_SHAPE))
     tuned.save(tmp_path / "tuned")
     assert digest(original) == before  # files untouched
     assert set(digest(tmp_path / "tuned")) == {"model.json", "model.pt", "fine_tuning.json"}
@@ -72,17 +45,17 @@ def test_fine_tuning_learning_rate_follows_the_training_loss(small_model_dir, hi
         training_loss(model)  # the tiny model has no training summary and no 'loss ...' in its description
     assert training_loss(model, "dice") == "dice"
     assert training_loss(load_model(hippocampus_copy)) == "dice_ce"  # from the description `train` writes
-    tuned = LastLayerFineTuning(loss="dice", max_epochs=1).fit(model, blob_cases(3))
+    tuned = LastLayerFineTuning(loss="dice", max_epochs=1).fit(model, blob_cases(3, CASE_SHAPE))
     assert tuned.learning_rate_ == 1e-3
-    assert LastLayerFineTuning(learning_rate=3e-4, max_epochs=1).fit(model, blob_cases(3)).learning_rate_ == 3e-4
+    assert LastLayerFineTuning(learning_rate=3e-4, max_epochs=1).fit(model, blob_cases(3, CASE_SHAPE)).learning_rate_ == 3e-4
     with pytest.raises(InputError, match="at least 2 cases"):
-        LastLayerFineTuning(loss="ce").fit(model, blob_cases(1))
+        LastLayerFineTuning(loss="ce").fit(model, blob_cases(1, CASE_SHAPE))
 
 
 def test_plateau_schedule_divides_the_learning_rate_when_the_holdout_nll_stalls(small_model_dir):
     network = load_model(small_model_dir).network
     _, layer = last_learnable_layer(network)
-    cases = blob_cases(4)
+    cases = blob_cases(4, CASE_SHAPE)
     settings = FineTuneSettings(loss="ce", learning_rate=5.0, epochs=6, patience=10, roi_size=(16, 16, 16),
                                 patch_size=(16, 16, 16), plateau_factor=0.1, plateau_patience=1)
     _, log = fine_tune(network, list(layer.parameters()), cases[:3], cases[3:], settings)
