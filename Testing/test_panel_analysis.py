@@ -2,7 +2,6 @@
 their checks, a background predict run with feature maps loaded into the run's folder, and the Rank button's
 ranking of a real scene stored in the parameter node."""
 
-from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,31 +9,15 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
 
-from UncertaintySegLib.cli import build_parser  # noqa: E402
+from panel_settings import parsed, settings  # noqa: E402
 from UncertaintySegLib.io import read_volume  # noqa: E402
 from UncertaintySegSlicer.logic import UncertaintySegLogicBase  # noqa: E402
 from UncertaintySegSlicer.panelChoices import (MODEL_FILE, PRECOMPUTED, FeatureMapReduction, RankingScore,  # noqa: E402
                                                UncertaintyMethod, panelVisibility)
 from UncertaintySegSlicer.panelRanking import RANKING_TABLE_NAME, checkRankParameters, rankScene  # noqa: E402
-from UncertaintySegSlicer.panelRun import PanelRun, RunSettings, checkRunParameters  # noqa: E402
+from UncertaintySegSlicer.panelRun import PanelRun, checkRunParameters  # noqa: E402
 from UncertaintySegSlicer.process import RUNNING, SUCCEEDED  # noqa: E402
 from UncertaintySegSlicer.volumes import addVolumeNode, volumeFromNode  # noqa: E402
-
-
-class FakeNode:
-    def GetScene(self):
-        return object()
-
-    def GetName(self):
-        return "node"
-
-
-def settings(**changes):
-    return replace(RunSettings(inputVolume=FakeNode()), **changes)
-
-
-def parsed(run_settings):
-    return build_parser().parse_args(["predict", *run_settings.predictArguments("in.nrrd", "out")])
 
 
 def test_feature_map_settings_become_predict_arguments_the_cli_parses():

@@ -10,7 +10,7 @@ from slicer_scene import addSliceView, rasToSlicePixel, renderSlice
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
 
-from UncertaintySegLib.cli import build_parser  # noqa: E402
+from panel_settings import FakeNode, parsed, settings  # noqa: E402
 from UncertaintySegLib.io import read_volume  # noqa: E402
 from UncertaintySegSlicer.logic import UncertaintySegLogicBase  # noqa: E402
 from UncertaintySegSlicer.panelChoices import (MODEL_FILE, MODEL_FOLDER, PRECOMPUTED, CalibrationSource,  # noqa: E402
@@ -21,24 +21,6 @@ from UncertaintySegSlicer.segmentation import addSegmentationFromLabels  # noqa:
 from UncertaintySegSlicer.volumes import addVolumeNode, ijkToRASFromGeometry, volumeFromNode  # noqa: E402
 
 CLASSES = ["background", "anterior", "posterior"]
-
-
-class FakeNode:
-    """Stands in for a node where only its presence matters (parameter checks)."""
-
-    def GetScene(self):
-        return object()
-
-    def GetName(self):
-        return "node"
-
-
-def settings(**changes):
-    return replace(RunSettings(inputVolume=FakeNode()), **changes)
-
-
-def parsed(run_settings):
-    return build_parser().parse_args(["predict", *run_settings.predictArguments("in.nrrd", "out")])
 
 
 def test_predict_arguments_follow_the_panel_choices(tmp_path):
