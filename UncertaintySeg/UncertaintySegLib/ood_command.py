@@ -25,8 +25,7 @@ import numpy as np
 from .data import SPLITS
 from .errors import InputError
 from .ood import CORRUPTIONS, SEVERITIES
-from .predict_command import sampling_plan
-from .sampling import METHODS
+from .predict_command import add_sampling_arguments, sampling_plan
 
 IN_DISTRIBUTION = "in-distribution"
 OOD_SCANS = (  # (group, case, kind): files <data root>/ood/<case>_image.nii.gz
@@ -44,11 +43,7 @@ def add_ood_parser(subparsers) -> argparse.ArgumentParser:
                                                "segment entropy and measure how well it separates them (AUROC)")
     parser.add_argument("--model", nargs="+", required=True, help="bundled model name, model folder or model.json, MONAI "
                                                                   "bundle folder, or TorchScript file; several: one ensemble")
-    parser.add_argument("--method", help=f"{', '.join(METHODS)}, or a combination such as ensemble+tta "
-                                         "(default: ensemble for an ensemble model, else softmax)")
-    parser.add_argument("--samples", type=int, default=20, help="MC dropout passes per network and flip (default: 20)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first MC dropout pass and of the corruptions (default: 0)")
-    parser.add_argument("--tta-axes", default="0,1,2", help="image axes (0=I, 1=J, 2=K) whose flips TTA combines (default: 0,1,2)")
+    add_sampling_arguments(parser, seed_help="seed of the first MC dropout pass or draw and of the corruptions (default: 0)")
     parser.add_argument("--data-root", type=Path, help="folder holding Task04_Hippocampus/ and ood/ (default: as `train` finds it)")
     parser.add_argument("--split", choices=SPLITS, default="test", help="in-distribution cases (default: test)")
     parser.add_argument("--max-cases", type=int, help="use only the split's first N cases")

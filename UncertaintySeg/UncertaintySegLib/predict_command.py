@@ -29,6 +29,16 @@ from .sampling import METHODS, SamplingPlan, default_plan, parse_method
 SEGMENTS_FILE = "segments.csv"
 
 
+def add_sampling_arguments(parser, seed_help: str = "seed of the first MC dropout pass or draw (default: 0)") -> None:
+    """--method, --samples, --seed and --tta-axes: what `sampling_plan(args, members)` reads."""
+    parser.add_argument("--method", help=f"{', '.join(METHODS)}, or a combination such as ensemble+tta or ensemble+mc_dropout "
+                                         "(default: ensemble for an ensemble model, else softmax)")
+    parser.add_argument("--samples", type=int, default=20,
+                        help="MC dropout passes / stochastic draws (--method sample) per network and flip (default: 20)")
+    parser.add_argument("--seed", type=int, default=0, help=seed_help)
+    parser.add_argument("--tta-axes", default="0,1,2", help="image axes (0=I, 1=J, 2=K) whose flips TTA combines (default: 0,1,2: 8 flips)")
+
+
 def add_predict_parser(subparsers) -> argparse.ArgumentParser:
     predict = subparsers.add_parser("predict", help="run a model (or read saved probabilities) and write probability, "
                                                     "uncertainty and label volumes and per-segment scores")
@@ -39,11 +49,7 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
     source.add_argument("--probabilities", type=Path, help="probabilities saved by another tool: nnU-Net .npz or a 4-D volume")
     predict.add_argument("--class-names", help="comma-separated class names for --probabilities (default: class 0, class 1, ...)")
     predict.add_argument("--nnunet-axes", choices=("zyx", "xyz"), default="zyx", help="axis order of an nnU-Net .npz (default: zyx, nnU-Net's own)")
-    predict.add_argument("--method", help=f"{', '.join(METHODS)}, or a combination such as ensemble+tta or ensemble+mc_dropout "
-                                          "(default: ensemble for an ensemble model, else softmax)")
-    predict.add_argument("--samples", type=int, default=20, help="MC dropout passes / stochastic draws (--method sample) per network and flip (default: 20)")
-    predict.add_argument("--seed", type=int, default=0, help="seed of the first MC dropout pass or draw (default: 0)")
-    predict.add_argument("--tta-axes", default="0,1,2", help="image axes (0=I, 1=J, 2=K) whose flips TTA combines (default: 0,1,2: 8 flips)")
+    add_sampling_arguments(predict)
     predict.add_argument("--insert-dropout", choices=("decoder", "center"),
                          help="insert dropout into a MONAI UNet without it (not retrained: see `insert-dropout --retrain`)")
     predict.add_argument("--dropout-p", type=float, default=0.1, help="probability of inserted dropout (default: 0.1)")

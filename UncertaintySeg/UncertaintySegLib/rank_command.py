@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .ranking import RANK_SCORES, CaseUncertainty
-from .sampling import METHODS
+from .predict_command import add_sampling_arguments, sampling_plan
 
 RANKING_COLUMNS = ("rank", "case", "score", *CaseUncertainty.__dataclass_fields__)
 
@@ -33,11 +33,7 @@ def add_rank_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--score", choices=RANK_SCORES, default="mean_entropy",
                         help="mean_entropy / mean_mi: mean over the predicted foreground; segment_entropy: the highest "
                              "per-class mean entropy (default: mean_entropy; mean_mi needs several samples)")
-    parser.add_argument("--method", help=f"{', '.join(METHODS)}, or a combination such as ensemble+tta "
-                                         "(default: ensemble for an ensemble model, else softmax)")
-    parser.add_argument("--samples", type=int, default=20, help="MC dropout passes per network and flip (default: 20)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first MC dropout pass (default: 0)")
-    parser.add_argument("--tta-axes", default="0,1,2", help="image axes (0=I, 1=J, 2=K) whose flips TTA combines (default: 0,1,2)")
+    add_sampling_arguments(parser)
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     return parser
 
@@ -79,7 +75,6 @@ def run_rank(args, progress) -> None:
     from .io import atomic_output_folder, read_volume
     from .models import combine_models, load_model
     from .outputs import versions
-    from .predict_command import sampling_plan
     from .ranking import rank_volumes
 
     started = time.perf_counter()
