@@ -54,18 +54,11 @@ class FittedMethods:
 
 
 def check_methods_fit_model(methods: list[str], model) -> None:
-    from .sampling import dropout_layers
+    """Refuse, before any work, a method the model cannot run (the sampling layer's own checks, and fine-tuning's)."""
+    from .sampling import SamplingPlan, networks_to_sample
 
-    if "ensemble" in methods and len(model.networks) < 2:
-        raise InputError(f"method 'ensemble' needs a model with several members; '{model.spec.name}' has 1 network. "
-                         "Leave 'ensemble' out of --methods for it, or compare an ensemble model (e.g. hippocampus-dice).")
-    if "mc_dropout" in methods and not dropout_layers(model.networks[0]):
-        raise InputError(f"method 'mc_dropout' needs dropout layers, and model '{model.spec.name}' has none: leave it "
-                         "out of --methods, or insert dropout first (`uncertaintyseg insert-dropout`).")
-    if "sample" in methods:
-        from .sampling import SamplingPlan, networks_to_sample
-
-        networks_to_sample(model.networks[:1], SamplingPlan(frozenset({"sample"})), model.spec.name, model.spec.stochastic)
+    sampled = frozenset(m for m in methods if m in ("mc_dropout", "sample", "ensemble"))
+    networks_to_sample(model.networks, SamplingPlan(sampled), model.spec.name, model.spec.stochastic)
     if "finetune" in methods and model.spec.format != "monai_network":
         raise InputError(f"method 'finetune' needs a MONAI network given as model.json + weights; '{model.spec.name}' is "
                          f"{model.spec.format}. Leave 'finetune' out of --methods for it.")
