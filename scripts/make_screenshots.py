@@ -27,10 +27,26 @@ def demo_overlay(workspace: Path) -> None:
     shutil.copy(workspace / "demo" / "overlay.png", SCREENSHOTS / "demo-overlay.png")
 
 
-def slice_view(workspace: Path) -> None:
+def save_slice_through_maximum(sliceLogic, inputNode, values, name: str) -> None:
+    """Render the slice view through the voxel where `values (I, J, K)` peak (the model is least sure) to a PNG."""
     import numpy as np
     import vtk
-    from slicer_scene import addSliceView, createScene, renderSlice
+    from slicer_scene import renderSlice
+
+    sliceLogic.FitSliceToAll()
+    matrix = vtk.vtkMatrix4x4()
+    inputNode.GetIJKToRASMatrix(matrix)
+    i, j, k = np.unravel_index(values.argmax(), values.shape)
+    sliceLogic.SetSliceOffset(matrix.MultiplyPoint([float(i), float(j), float(k), 1.0])[2])
+    _, image = renderSlice(sliceLogic)
+    writer = vtk.vtkPNGWriter()
+    writer.SetFileName(str(SCREENSHOTS / name))
+    writer.SetInputData(image)
+    writer.Write()
+
+
+def slice_view(workspace: Path) -> None:
+    from slicer_scene import addSliceView, createScene
 
     from UncertaintySegLib.data import load_split, resolve_data_root
     from UncertaintySegLib.io import read_volume
@@ -42,23 +58,11 @@ def slice_view(workspace: Path) -> None:
     volume = read_volume(load_split(resolve_data_root(), "test")[0].image)
     inputNode = addVolumeNode(scene, volume.array, volume.geometry, "hippocampus_011")
     result = UncertaintySegLogicBase().run(inputNode, model="hippocampus", device="cpu", overlayOpacity=0.7)
-    sliceLogic.FitSliceToAll()
-    matrix = vtk.vtkMatrix4x4()
-    inputNode.GetIJKToRASMatrix(matrix)
-    entropy = volumeFromNode(result.entropyNode).array
-    i, j, k = np.unravel_index(entropy.argmax(), entropy.shape)  # the slice through the most unsure voxel
-    sliceLogic.SetSliceOffset(matrix.MultiplyPoint([float(i), float(j), float(k), 1.0])[2])
-    _, image = renderSlice(sliceLogic)
-    writer = vtk.vtkPNGWriter()
-    writer.SetFileName(str(SCREENSHOTS / "slice-entropy-overlay.png"))
-    writer.SetInputData(image)
-    writer.Write()
+    save_slice_through_maximum(sliceLogic, inputNode, volumeFromNode(result.entropyNode).array, "slice-entropy-overlay.png")
 
 
 def panel_mutual_information_view(workspace: Path) -> None:
-    import numpy as np
-    import vtk
-    from slicer_scene import addSliceView, createScene, renderSlice
+    from slicer_scene import addSliceView, createScene
 
     from UncertaintySegLib.data import load_split, resolve_data_root
     from UncertaintySegLib.io import read_volume
@@ -79,17 +83,8 @@ def panel_mutual_information_view(workspace: Path) -> None:
         raise RuntimeError(f"predict failed: {run.errorMessage}\n{run.log}")
     loaded = run.load(UncertaintySegLogicBase())
     run.cleanup()
-    sliceLogic.FitSliceToAll()
-    matrix = vtk.vtkMatrix4x4()
-    inputNode.GetIJKToRASMatrix(matrix)
-    mi = volumeFromNode(loaded.overlayNode).array
-    i, j, k = np.unravel_index(mi.argmax(), mi.shape)  # the slice through the voxel the model is least sure of
-    sliceLogic.SetSliceOffset(matrix.MultiplyPoint([float(i), float(j), float(k), 1.0])[2])
-    _, image = renderSlice(sliceLogic)
-    writer = vtk.vtkPNGWriter()
-    writer.SetFileName(str(SCREENSHOTS / "slice-mutual-information-overlay.png"))
-    writer.SetInputData(image)
-    writer.Write()
+    save_slice_through_maximum(sliceLogic, inputNode, volumeFromNode(loaded.overlayNode).array,
+                               "slice-mutual-information-overlay.png")
 
 
 if __name__ == "__main__":

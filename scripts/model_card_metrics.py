@@ -1,4 +1,4 @@
-"""Model-card numbers of a model on the hippocampus `test` split: one member and the whole ensemble.
+"""Model-card numbers of a model on the hippocampus `test` split: each member alone and the whole model.
 
     .venv/bin/python scripts/model_card_metrics.py [MODEL ...]     # bundled names or folders; default: every bundled model
 
