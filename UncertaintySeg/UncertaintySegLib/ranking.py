@@ -23,7 +23,8 @@ import numpy as np
 from .errors import InputError
 
 RANK_SCORES = ("mean_entropy", "mean_mi", "segment_entropy")
-MULTI_SAMPLE_METHODS = "--method mc_dropout (with --samples 2 or more), ensemble (an ensemble model or several --model), or tta"
+MULTI_SAMPLE_METHODS = ("--method mc_dropout or sample (with --samples 2 or more), ensemble (an ensemble model or several --model), "
+                        "or tta")
 
 
 @dataclass(frozen=True)
