@@ -48,7 +48,8 @@ class RunResult:
     """Nodes one run created, all inside `folderItemID` except the volume's shared reliability chart."""
 
     folderItemID: int
-    probabilityNodes: dict = field(default_factory=dict)  # class name -> vtkMRMLScalarVolumeNode
+    classNames: list = field(default_factory=list)  # the model's classes, background first
+    probabilityNodes: dict = field(default_factory=dict)  # foreground class name -> vtkMRMLScalarVolumeNode
     entropyNode: object = None
     mutualInformationNode: object = None  # only when several samples were drawn
     segmentationNode: object = None
@@ -219,7 +220,8 @@ class UncertaintySegLogicBase:
         from UncertaintySegLib.case_evaluation import marginal_curve
 
         inputName = inputVolume.GetName()
-        result = RunResult(folderItemID=createFolder(scene, f"UncertaintySeg {modelName}: {inputName}"), timings=dict(prediction.timings))
+        result = RunResult(folderItemID=createFolder(scene, f"UncertaintySeg {modelName}: {inputName}"),
+                           classNames=list(prediction.class_names), timings=dict(prediction.timings))
         for classIndex, className in enumerate(prediction.class_names):
             if classIndex == 0:
                 continue
