@@ -1,0 +1,67 @@
+"""The panel's "Compare annotators" button, free of Qt: the panel's reference (annotator 1) and its extra annotators
+against the probabilities of the panel's last run (`annotators.annotatorAgreementTable`), in the panel's ROI.
+
+    problem = checkAnnotatorParameters(parameterNode, inputVolume, runResult)   # None, or the button's tooltip
+    tableNode = compareAnnotators(parameterNode, inputVolume, runResult)       # also in parameterNode.annotatorTable
+
+`inputVolume` and `runResult` are the last run's input and its `RunResult` (None before the first run);
+`parameterNode` is the module's `@parameterNodeWrapper` (anything with the same attributes will do).
+"""
+
+from UncertaintySegSlicer.panelChoices import RegionOfInterest
+
+ANNOTATOR_TABLE_NAME = "annotator agreement"
+
+
+def annotatorNodes(parameters):
+    """The annotators compared: the panel's reference first, then the extra annotators in list order."""
+    return [node for node in (parameters.reference, *parameters.annotatorReferences) if node is not None]
+
+
+def annotatorListLabels(extraAnnotators):
+    """The list's lines for the extra annotators: numbered after the reference (annotator 1)."""
+    return [f"annotator {number}: {node.GetName() if node is not None else '(removed)'}"
+            for number, node in enumerate(extraAnnotators, start=2)]
+
+
+def checkAnnotatorParameters(parameters, inputVolume, runResult):
+    """None when the annotators can be compared with the last run's probabilities, else what to do, in a sentence."""
+    if runResult is None or inputVolume is None:
+        return "Apply first: the annotators are compared with the model's probabilities from the panel's last run."
+    if inputVolume.GetScene() is None:
+        return "The last run's input volume was removed from the scene: Apply again."
+    missing = [name for name in runResult.classNames[1:]
+               if runResult.probabilityNodes.get(name) is None or runResult.probabilityNodes[name].GetScene() is None]
+    if missing:
+        return (f"The last run has no probability map of {', '.join(missing)} in the scene: tick the probability maps "
+                "(Outputs) and Apply again.")
+    if parameters.reference is None:
+        return "Select a reference segmentation (Outputs): it is annotator 1."
+    nodes = annotatorNodes(parameters)
+    if len(nodes) < 2:
+        return "Add another annotator's segmentation: at least 2 annotators are compared (the reference is annotator 1)."
+    ids = [node.GetID() for node in nodes]
+    repeated = sorted({node.GetName() for node in nodes if ids.count(node.GetID()) > 1})
+    if repeated:
+        return f"{', '.join(repeated)} is listed more than once (the reference counts as annotator 1): remove the copy."
+    if parameters.roi is RegionOfInterest.MASK and parameters.roiMask is None:
+        return "Select the ROI mask (Outputs), or another ROI."
+    return None
+
+
+def compareAnnotators(parameters, inputVolume, runResult, scene=None):
+    """The agreement table of the panel's annotators and the last run, in the panel's ROI ("bbox": annotator 1's box).
+    It replaces the parameter node's previous table (removed, its name kept) and is stored in `parameters.annotatorTable`."""
+    from UncertaintySegSlicer.annotators import annotatorAgreementTable
+
+    scene = scene or inputVolume.GetScene()
+    roi = parameters.roiMask if parameters.roi is RegionOfInterest.MASK else parameters.roi.value
+    tableNode = annotatorAgreementTable(inputVolume, runResult, annotatorNodes(parameters), roi=roi,
+                                        tableName=ANNOTATOR_TABLE_NAME, scene=scene)
+    previous = parameters.annotatorTable
+    parameters.annotatorTable = tableNode
+    if previous is not None and previous.GetScene() is scene:
+        name = previous.GetName()
+        scene.RemoveNode(previous)
+        tableNode.SetName(name)
+    return tableNode
