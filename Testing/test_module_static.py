@@ -46,7 +46,8 @@ def test_every_ui_attribute_used_exists_in_the_ui_file():
 
 # Fields no widget binds: the Widget edits them (the Add/Remove pair buttons write calibrationPairs).
 # The Rank button writes rankingTable (no GUI connector binds a table view); the Widget shows it in rankingTableView.
-WIDGET_MANAGED_FIELDS = {"calibrationPairs", "rankingTable"}
+# The Add/Remove annotator buttons write annotatorReferences; Compare annotators writes annotatorTable.
+WIDGET_MANAGED_FIELDS = {"calibrationPairs", "rankingTable", "annotatorReferences", "annotatorTable"}
 
 
 def enum_names():
@@ -82,7 +83,8 @@ def test_every_slicer_parameter_name_maps_to_a_parameter_node_field_and_back():
     for name, widget_class in mapped.items():
         assert connector_accepts(widget_class, fields[name]), f"{name}: no GUI connector binds a {widget_class} to {fields[name]}"
     assert fields["calibrationPairs"] == "list[tuple[vtkMRMLScalarVolumeNode, vtkMRMLNode]]"
-    assert fields["rankingTable"] == "vtkMRMLTableNode"
+    assert fields["rankingTable"] == fields["annotatorTable"] == "vtkMRMLTableNode"
+    assert fields["annotatorReferences"] == "list[vtkMRMLNode]"
     # the names the console API and earlier scenes use
     assert {"inputVolume", "model", "device", "overlayOpacity", "method", "samples", "reference", "roi"} <= set(mapped)
 
@@ -130,6 +132,8 @@ def test_panel_sections_and_run_controls():
         name = next(n for n, (_, p) in widgets.items() if p == parameter)
         assert section_of[name] == f"{section}CollapsibleButton", parameter
     assert section_of["rankButton"] == section_of["rankingTableView"] == "analysisCollapsibleButton"
+    assert {section_of[name] for name in ("annotatorSelector", "addAnnotatorButton", "removeAnnotatorButton", "annotatorsList",
+                                          "compareAnnotatorsButton", "annotatorTableView")} == {"analysisCollapsibleButton"}
 
 
 def test_every_mrml_widget_gets_the_scene_and_every_custom_widget_is_declared():

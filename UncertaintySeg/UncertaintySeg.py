@@ -29,6 +29,7 @@ from UncertaintySegSlicer.calibrationFitting import (CalibrationFittingMixin, ca
                                                      useFittedCalibration)
 from UncertaintySegSlicer.dependencies import installMissing, installPlan
 from UncertaintySegSlicer.logic import UncertaintySegLogicBase
+from UncertaintySegSlicer.panelAnnotators import annotatorListLabels, checkAnnotatorParameters, compareAnnotators
 from UncertaintySegSlicer.panelChoices import (DEVICES, PRECOMPUTED, CalibrationMethod, CalibrationSource, FeatureMapReduction,
                                                OverlayColormap, OverlayMap, RankingScore, RegionOfInterest, UncertaintyMethod,
                                                modelChoices, panelVisibility)
@@ -54,6 +55,8 @@ PANEL_ROWS = {
 POLL_INTERVAL_MS = 100
 RANK_TOOLTIP = ("Run the panel's model (method, samples, device) on every scalar volume in the scene, in Slicer's process "
                 "(Slicer waits until it is done), and list them most uncertain first: which case to annotate next.")
+COMPARE_TOOLTIP = ("Compare the annotators (the reference, then the list) with the last run's probabilities in the ROI "
+                   "(Outputs): per agreement group, its voxels and the model's confidence there.")
 
 
 class UncertaintySeg(ScriptedLoadableModule):
@@ -128,6 +131,8 @@ class UncertaintySegParameterNode:
     featureMapReduction: FeatureMapReduction = FeatureMapReduction.MEAN
     rankingScore: RankingScore = RankingScore.MEAN_ENTROPY
     rankingTable: vtkMRMLTableNode  # written by the Rank button, shown in the ranking table view
+    annotatorReferences: list[vtkMRMLNode]  # annotators besides the reference; edited by the Add/Remove annotator buttons
+    annotatorTable: vtkMRMLTableNode  # written by the Compare annotators button, shown in the annotator table view
 
 
 class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -138,6 +143,7 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._run = None  # the PanelRun in progress
+        self._lastRun = (None, None)  # (input volume, RunResult) of the last run loaded: what annotators are compared with
         self._timer = None
 
     def setup(self):
@@ -162,6 +168,9 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.fitCalibratorButton.connect("clicked(bool)", self.onFitCalibrator)
         self.ui.segmentTableView.connect("selectionChanged()", self.onSegmentSelected)
         self.ui.rankButton.connect("clicked(bool)", self.onRankButton)
+        self.ui.addAnnotatorButton.connect("clicked(bool)", self.onAddAnnotator)
+        self.ui.removeAnnotatorButton.connect("clicked(bool)", self.onRemoveAnnotator)
+        self.ui.compareAnnotatorsButton.connect("clicked(bool)", self.onCompareAnnotators)
         self.initializeParameterNode()
 
     def cleanup(self):
@@ -176,6 +185,7 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event):
         self.cancelRun()
+        self._lastRun = (None, None)
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -218,6 +228,16 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.rankButton.toolTip = rankProblem or RANK_TOOLTIP
         if self.ui.rankingTableView.mrmlTableNode() is not parameters.rankingTable:
             self.ui.rankingTableView.setMRMLTableNode(parameters.rankingTable)
+        annotators = list(parameters.annotatorReferences)
+        self.ui.annotatorsList.clear()
+        for text in annotatorListLabels(annotators):
+            self.ui.annotatorsList.addItem(text)
+        self.ui.removeAnnotatorButton.enabled = bool(annotators)
+        compareProblem = checkAnnotatorParameters(parameters, *self._lastRun)
+        self.ui.compareAnnotatorsButton.enabled = compareProblem is None
+        self.ui.compareAnnotatorsButton.toolTip = compareProblem or COMPARE_TOOLTIP
+        if self.ui.annotatorTableView.mrmlTableNode() is not parameters.annotatorTable:
+            self.ui.annotatorTableView.setMRMLTableNode(parameters.annotatorTable)
         if self._run is not None:
             return  # Apply is the Cancel button while a run is going on
         problem = checkRunParameters(parameters)
@@ -271,6 +291,7 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 with slicer.util.WaitCursor():
                     loaded = run.load(self.logic, self._parameterNode)
                 self.ui.segmentTableView.setMRMLTableNode(loaded.result.segmentTableNode)
+                self._lastRun = (run.settings.inputVolume, loaded.result)
                 self.ui.segmentsCollapsibleButton.collapsed = False
             self.ui.statusLabel.text = statusText(run, loaded)
             if run.state == FAILED:
@@ -334,6 +355,31 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.showError("The volumes could not be ranked.", error)
         finally:
             self.ui.progressBar.setVisible(False)
+
+    def onAddAnnotator(self):
+        node = self.ui.annotatorSelector.currentNode()
+        if node is None:
+            slicer.util.errorDisplay("Select an annotator's segmentation (or label map) first.")
+            return
+        self._parameterNode.annotatorReferences = [*self._parameterNode.annotatorReferences, node]
+
+    def onRemoveAnnotator(self):
+        row = self.ui.annotatorsList.currentRow
+        annotators = list(self._parameterNode.annotatorReferences)
+        if 0 <= row < len(annotators):
+            del annotators[row]
+            self._parameterNode.annotatorReferences = annotators
+
+    def onCompareAnnotators(self):
+        problem = checkAnnotatorParameters(self._parameterNode, *self._lastRun)
+        if problem:
+            slicer.util.errorDisplay(problem)
+            return
+        try:
+            with slicer.util.WaitCursor():
+                compareAnnotators(self._parameterNode, *self._lastRun)
+        except Exception as error:
+            self.showError("The annotators could not be compared.", error)
 
     # --- calibration ---------------------------------------------------------------------------
     def onAddCalibrationPair(self):
