@@ -248,6 +248,11 @@ def member_progress(progress: Progress, member: int, members: int):
     return report
 
 
+def validation_count(cases: int, fraction: float) -> int:
+    """How many of `cases` `train_network` holds out for validation: at least one."""
+    return max(1, int(round(fraction * cases)))
+
+
 def train_network(cases: list, settings: TrainSettings, progress=None) -> tuple[dict, list[dict], dict]:
     """Train one network on `cases` (a validation part carved from them); (best state_dict on the CPU,
     per-epoch log, summary). `progress(stage, fraction, **details)` is called after each epoch."""
@@ -263,7 +268,7 @@ def train_network(cases: list, settings: TrainSettings, progress=None) -> tuple[
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     order = rng.permutation(len(cases))
-    n_val = max(1, int(round(settings.validation_fraction * len(cases))))
+    n_val = validation_count(len(cases), settings.validation_fraction)
     validation = [cases[i] for i in order[:n_val]]
     training = [cases[i] for i in order[n_val:]]
     network = build_monai_network(network_config(settings), Path("train")).to(device)
