@@ -53,6 +53,7 @@ def compareAnnotators(parameters, inputVolume, runResult, scene=None):
     """The agreement table of the panel's annotators and the last run, in the panel's ROI ("bbox": annotator 1's box).
     It replaces the parameter node's previous table (removed, its name kept) and is stored in `parameters.annotatorTable`."""
     from UncertaintySegSlicer.annotators import annotatorAgreementTable
+    from UncertaintySegSlicer.tables import retireReplacedTable
 
     scene = scene or inputVolume.GetScene()
     roi = parameters.roiMask if parameters.roi is RegionOfInterest.MASK else parameters.roi.value
@@ -60,8 +61,5 @@ def compareAnnotators(parameters, inputVolume, runResult, scene=None):
                                         tableName=ANNOTATOR_TABLE_NAME, scene=scene)
     previous = parameters.annotatorTable
     parameters.annotatorTable = tableNode
-    if previous is not None and previous.GetScene() is scene:
-        name = previous.GetName()
-        scene.RemoveNode(previous)
-        tableNode.SetName(name)
+    retireReplacedTable(previous, tableNode, scene)
     return tableNode

@@ -38,6 +38,7 @@ def rankScene(parameters, scene=None, progress=None):
     import slicer
 
     from UncertaintySegSlicer.ranking import rankVolumeNodes
+    from UncertaintySegSlicer.tables import retireReplacedTable
 
     scene = scene or slicer.mrmlScene
     settings = RunSettings.fromParameters(parameters)
@@ -46,8 +47,5 @@ def rankScene(parameters, scene=None, progress=None):
                                 scene=scene, progress=progress)
     previous = parameters.rankingTable
     parameters.rankingTable = tableNode
-    if previous is not None and previous.GetScene() is scene:
-        name = previous.GetName()
-        scene.RemoveNode(previous)
-        tableNode.SetName(name)  # the new table was named uniquely beside the old one; it takes the old one's name
+    retireReplacedTable(previous, tableNode, scene)
     return tableNode

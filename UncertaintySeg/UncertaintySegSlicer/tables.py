@@ -47,6 +47,14 @@ def addTableNode(scene, name, columns, descriptions=None, units=None):
     return tableNode
 
 
+def retireReplacedTable(previous, tableNode, scene):
+    """Remove `previous`, the table `tableNode` replaces, from `scene` (if there) and give `tableNode` its name."""
+    if previous is not None and previous.GetScene() is scene:
+        name = previous.GetName()
+        scene.RemoveNode(previous)
+        tableNode.SetName(name)  # the new table was named uniquely beside the old one; it takes the old one's name
+
+
 def addMetricsTable(scene, name, metrics):
     """One row per score of `metrics` (`evaluate_case`'s scores plus "voxels"), in their order."""
     return addTableNode(scene, name, {"metric": list(metrics), "value": [float("nan") if v is None else float(v) for v in metrics.values()]},
