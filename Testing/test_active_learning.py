@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from UncertaintySegLib.active_learning import (ExperimentSettings, LabelledCase, RoundResult, check_settings,
-                                               learning_curves, paired_differences, pick_most_uncertain, pick_random,
+                                               learning_curves, paired_differences, pick_most_uncertain, pick_overlap, pick_random,
                                                run_experiment, train_model, train_settings)
 from UncertaintySegLib.errors import InputError
 
@@ -128,6 +128,16 @@ def test_curves_and_paired_differences_summarise_the_seeds():
     assert differences["all rounds"]["per_seed"] == pytest.approx([(0.05 - 0.1) / 3, (0.1 + 0.05) / 3])
 
 
+def test_pick_overlap_counts_distinct_cases_and_those_every_seed_picked():
+    def picked(strategy, seed, names):
+        return RoundResult(seed, strategy, 1, 4, names, [], 0.5, [0.5])
+    results = [picked("random", 0, ["a", "b"]), picked("random", 1, ["c", "d"]), picked("uncertainty", 0, ["a", "b"]),
+               picked("uncertainty", 1, ["b", "e"]), RoundResult(1, "uncertainty", 2, 6, ["a"], [], 0.5, [0.5])]
+    assert pick_overlap(results) == [
+        {"strategy": "random", "picks": 4, "distinct": 4, "picked_by_every_seed": 0, "seeds": 2},
+        {"strategy": "uncertainty", "picks": 5, "distinct": 3, "picked_by_every_seed": 2, "seeds": 2}]
+
+
 def test_the_script_writes_its_tables_and_figure_whole_and_refuses_an_existing_folder(data_root, tmp_path, capsys):
     import active_learning as script
 
@@ -142,7 +152,9 @@ def test_the_script_writes_its_tables_and_figure_whole_and_refuses_an_existing_f
     assert len(rows) == 2 * 2 * 2 and {row["labelled"] for row in rows} == {"2", "3"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["sizes"] == [2, 3] and summary["pool_cases"] == 4 and summary["test_cases"] == 1
-    assert "uncertainty - random" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "uncertainty - random" in printed and "distinct cases" in printed
+    assert [row["picks"] for row in summary["pick_overlap"]] == [2, 2]
     before = (out / "summary.json").read_text()
     with pytest.raises(InputError, match="already exists"):
         script.main(arguments)

@@ -7,7 +7,8 @@ The pool is the hippocampus `train` split (its labels are hidden until a case is
 curve is measured on the `test` split. `UncertaintySegLib/active_learning.py` says what a round
 does. Writes into --out, whole or not at all: rounds.csv (every training: seed, strategy, pool
 size, cases added, their scores, test Dice), learning_curve.csv/.png (mean and spread over seeds),
-paired_differences.csv (uncertainty minus random per seed), summary.json; prints both tables.
+paired_differences.csv (uncertainty minus random per seed), summary.json (also how many distinct
+cases each strategy picked); prints the tables.
 The defaults take about 40 minutes on 2 CPU cores.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "UncertaintySeg"))
 
 from UncertaintySegLib.active_learning import (STRATEGIES, ExperimentSettings, LabelledCase,  # noqa: E402
-                                               learning_curves, paired_differences, run_experiment)
+                                               learning_curves, paired_differences, pick_overlap, run_experiment)
 from UncertaintySegLib.data import load_split, resolve_data_root  # noqa: E402
 from UncertaintySegLib.io import atomic_output_folder, read_volume, require_new_output_folder  # noqa: E402
 
@@ -86,7 +87,7 @@ def plot_learning_curves(curves: list[dict], path: Path, title: str) -> None:
     plt.close(figure)
 
 
-def format_tables(curves: list[dict], differences: list[dict]) -> str:
+def format_tables(curves: list[dict], differences: list[dict], overlap: list[dict]) -> str:
     lines = [f"{'labelled':>8}" + "".join(f"{s + ' Dice (sd)':>26}" for s in STRATEGIES)]
     for labelled in sorted({row["labelled"] for row in curves}):
         cells = {row["strategy"]: f"{row['mean_dice']:.4f} ({row['sd_dice']:.4f})" for row in curves if row["labelled"] == labelled}
@@ -95,6 +96,10 @@ def format_tables(curves: list[dict], differences: list[dict]) -> str:
     for row in differences:
         lines.append(f"{row['labelled']:>10}{row['mean_difference']:>+22.4f}{row['uncertainty_wins']:>3}/{row['seeds']}  "
                      + " ".join(f"{d:+.4f}" for d in row["per_seed"]))
+    lines.append("")
+    for row in overlap:
+        lines.append(f"{row['strategy']}: {row['picks']} picks, {row['distinct']} distinct cases, "
+                     f"{row['picked_by_every_seed']} picked by all {row['seeds']} seeds")
     return "\n".join(lines)
 
 
@@ -108,18 +113,18 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     results = run_experiment(pool, test, settings, progress=lambda message: print(message, flush=True))
     seconds = round(time.perf_counter() - started, 1)
-    curves, differences = learning_curves(results), paired_differences(results)
+    curves, differences, overlap = learning_curves(results), paired_differences(results), pick_overlap(results)
     with atomic_output_folder(args.out, overwrite=args.overwrite) as staging:
         write_csv(staging / "rounds.csv", [{k: v for k, v in asdict(r).items() if k != "test_dice_per_case"} for r in results])
         write_csv(staging / "learning_curve.csv", curves)
         write_csv(staging / "paired_differences.csv", differences)
         (staging / "summary.json").write_text(json.dumps({
             "settings": asdict(settings), "pool_cases": len(pool), "test_cases": len(test), "seconds": seconds,
-            "learning_curve": curves, "paired_differences": differences, "rounds": [asdict(r) for r in results]}, indent=2) + "\n")
+            "learning_curve": curves, "paired_differences": differences, "pick_overlap": overlap, "rounds": [asdict(r) for r in results]}, indent=2) + "\n")
         plot_learning_curves(curves, staging / "learning_curve.png",
                              f"{len(pool)}-case pool, {len(test)} test cases, {settings.steps} steps per training, "
                              f"picks by {settings.score} ({settings.method})")
-    print(format_tables(curves, differences))
+    print(format_tables(curves, differences, overlap))
     print(f"{seconds:.0f} s; written to {args.out}")
     return 0
 

@@ -212,3 +212,16 @@ def paired_differences(results: list[RoundResult]) -> list[dict]:
                      "uncertainty_wins": sum(d > 0 for d in differences), "seeds": len(seeds),
                      "per_seed": differences})
     return rows
+
+
+def pick_overlap(results: list[RoundResult]) -> list[dict]:
+    """Per strategy: cases picked over all seeds and rounds, how many distinct, and how many every seed picked
+    (a strategy that keeps picking the same cases adds less variety to the pool than its count says)."""
+    seeds = sorted({r.seed for r in results})
+    rows = []
+    for strategy in STRATEGIES:
+        per_seed = [{name for r in results if r.strategy == strategy and r.seed == seed for name in r.added} for seed in seeds]
+        rows.append({"strategy": strategy, "picks": sum(len(r.added) for r in results if r.strategy == strategy),
+                     "distinct": len(set().union(*per_seed)), "picked_by_every_seed": len(set.intersection(*per_seed)),
+                     "seeds": len(seeds)})
+    return rows
