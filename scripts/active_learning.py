@@ -122,8 +122,8 @@ def main(argv=None) -> int:
             "settings": asdict(settings), "pool_cases": len(pool), "test_cases": len(test), "seconds": seconds,
             "learning_curve": curves, "paired_differences": differences, "pick_overlap": overlap, "rounds": [asdict(r) for r in results]}, indent=2) + "\n")
         plot_learning_curves(curves, staging / "learning_curve.png",
-                             f"{len(pool)}-case pool, {len(test)} test cases, {settings.steps} steps per training, "
-                             f"picks by {settings.score} ({settings.method})")
+                             f"{len(pool)}-case pool, {len(test)} test cases, {settings.steps} steps per training\n"
+                             f"uncertainty picks by {settings.score} ({settings.method})")
     print(format_tables(curves, differences, overlap))
     print(f"{seconds:.0f} s; written to {args.out}")
     return 0
