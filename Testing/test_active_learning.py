@@ -39,6 +39,8 @@ def cases(data_root):
     ({"score": "mean_mi"}, "needs several samples"),
     ({"score": "loudest"}, "unknown ranking score"),
     ({"method": "dropout"}, "unknown method"),
+    ({"method": "ensemble"}, "cannot score the pool"),
+    ({"method": "sample", "score": "mean_mi"}, "cannot score the pool"),
 ])
 def test_settings_that_cannot_run_are_refused_before_training(changes, message):
     settings = ExperimentSettings(**{**TINY.__dict__, **changes})
@@ -46,8 +48,12 @@ def test_settings_that_cannot_run_are_refused_before_training(changes, message):
         check_settings(settings, pool_size=10, test_size=2)
 
 
-def test_mutual_information_is_accepted_with_mc_dropout_samples():
-    check_settings(ExperimentSettings(**{**TINY.__dict__, "score": "mean_mi", "method": "mc_dropout", "samples": 4}), 10, 2)
+@pytest.mark.parametrize("method", ["mc_dropout", "tta", "mc_dropout+tta"])
+def test_mutual_information_is_accepted_with_several_samples(method):
+    check_settings(ExperimentSettings(**{**TINY.__dict__, "score": "mean_mi", "method": method, "samples": 4}), 10, 2)
+
+
+def test_no_test_cases_are_refused():
     with pytest.raises(InputError, match="at least one labelled test case"):
         check_settings(TINY, 10, 0)
 

@@ -30,6 +30,7 @@ from .errors import InputError
 from .io import Volume
 
 STRATEGIES = ("random", "uncertainty")
+SCORING_METHODS = frozenset({"softmax", "mc_dropout", "tta"})  # what the one U-Net with dropout each round trains can draw
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,8 @@ class RoundResult:
 
 
 def check_settings(settings: ExperimentSettings, pool_size: int, test_size: int) -> None:
-    """Refuse sizes that cannot be grown from the pool, and unknown strategies' settings."""
+    """Refuse sizes that cannot be grown from the pool, and a score or sampling the round's network cannot give."""
     from .ranking import check_score
-    from .sampling import parse_method
 
     sizes = list(settings.sizes)
     if len(sizes) < 2 or sizes[0] < 2 or any(b <= a for a, b in zip(sizes, sizes[1:])):
@@ -89,7 +89,18 @@ def check_settings(settings: ExperimentSettings, pool_size: int, test_size: int)
         raise InputError(f"steps {settings.steps} and batch size {settings.batch_size}: expected both at least 1.")
     if test_size < 1:
         raise InputError("no test cases: the learning curve needs at least one labelled test case.")
-    check_score(settings.score, settings.samples if set(parse_method(settings.method)) & {"mc_dropout", "sample"} else 1)
+    check_score(settings.score, scoring_plan(settings).count(members=1))
+
+
+def scoring_plan(settings: ExperimentSettings, seed: int = 0):
+    """The `SamplingPlan` that scores the unlabelled cases: `settings.method` on the round's one network."""
+    from .sampling import SamplingPlan, parse_method
+
+    methods = parse_method(settings.method)
+    if not methods <= SCORING_METHODS:
+        raise InputError(f"method {settings.method!r} cannot score the pool: each round trains one U-Net, so use "
+                         f"{', '.join(sorted(SCORING_METHODS))} or a combination of mc_dropout and tta.")
+    return SamplingPlan(methods=methods, samples=settings.samples, seed=seed)
 
 
 def train_settings(settings: ExperimentSettings, labelled: int, seed: int):
@@ -136,11 +147,9 @@ def pick_most_uncertain(model, pool: list[LabelledCase], unlabelled: list[int], 
                         settings: ExperimentSettings, seed: int) -> tuple[list[int], list[float]]:
     """The `count` unlabelled pool indices ranked most uncertain by `model` (`rank_volumes`), and their scores."""
     from .ranking import rank_volumes
-    from .sampling import SamplingPlan, parse_method
 
-    plan = SamplingPlan(methods=parse_method(settings.method), samples=settings.samples, seed=seed)
     cases = [(pool[i].name, lambda case=pool[i]: case.image) for i in unlabelled]
-    ranked = rank_volumes(cases, model, plan, settings.score, settings.device)[:count]
+    ranked = rank_volumes(cases, model, scoring_plan(settings, seed), settings.score, settings.device)[:count]
     return [unlabelled[case.index] for case in ranked], [case.score for case in ranked]
 
 
