@@ -9,7 +9,7 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
 
-from panel_settings import FakeNode, settings  # noqa: E402
+from panel_settings import settings  # noqa: E402
 from UncertaintySegLib.annotator_agreement import annotator_agreement  # noqa: E402
 from UncertaintySegLib.errors import InputError  # noqa: E402
 from UncertaintySegLib.io import Geometry  # noqa: E402
@@ -195,11 +195,11 @@ def test_check_sentences_say_what_to_do(case):
     for parameters, inputVolume, run, expected in (
             (panel(**fine), None, None, "Apply first"),
             (panel(**fine), removed, case.run, "input volume was removed from the scene: Apply again"),
-            (panel(**fine), FakeNode(), partial, "no probability map of posterior in the scene: tick the probability maps"),
-            (panel(annotatorReferences=[b, c]), FakeNode(), case.run, "Select a reference segmentation (Outputs): it is annotator 1"),
-            (panel(reference=a), FakeNode(), case.run, "Add another annotator's segmentation"),
-            (panel(reference=a, annotatorReferences=[b, a]), FakeNode(), case.run, "rater A is listed more than once"),
-            (panel(**fine, roi=RegionOfInterest.MASK), FakeNode(), case.run, "Select the ROI mask")):
+            (panel(**fine), case.input, partial, "no probability map of posterior in the scene: tick the probability maps"),
+            (panel(annotatorReferences=[b, c]), case.input, case.run, "Select a reference segmentation (Outputs): it is annotator 1"),
+            (panel(reference=a), case.input, case.run, "Add another annotator's segmentation"),
+            (panel(reference=a, annotatorReferences=[b, a]), case.input, case.run, "rater A is listed more than once"),
+            (panel(**fine, roi=RegionOfInterest.MASK), case.input, case.run, "Select the ROI mask")):
         assert expected in (checkAnnotatorParameters(parameters, inputVolume, run) or ""), expected
-    assert checkAnnotatorParameters(panel(**fine, roi=RegionOfInterest.MASK, roiMask=a), FakeNode(), case.run) is None
+    assert checkAnnotatorParameters(panel(**fine, roi=RegionOfInterest.MASK, roiMask=a), case.input, case.run) is None
     assert annotatorListLabels([b, c]) == ["annotator 2: rater B", "annotator 3: rater C"]

@@ -32,6 +32,18 @@ def inputShape(inputVolume):
     return tuple(inputVolume.GetImageData().GetDimensions())
 
 
+def missingProbabilityMaps(runResult, scene):
+    """The foreground classes of a run's `RunResult` whose probability volume is no longer in `scene`."""
+    nodes = runResult.probabilityNodes
+    return [name for name in runResult.classNames[1:] if nodes.get(name) is None or nodes[name].GetScene() is not scene]
+
+
+def repeatedNodeNames(nodes):
+    """Sorted names of the nodes given more than once (by node ID)."""
+    ids = [node.GetID() for node in nodes]
+    return sorted({node.GetName() for node in nodes if ids.count(node.GetID()) > 1})
+
+
 def probabilitiesFrom(source, inputVolume):
     """(probabilities `(C, I, J, K)`, class names) of a core `Prediction` or of a run's `RunResult`.
 
@@ -51,7 +63,7 @@ def probabilitiesFrom(source, inputVolume):
                          "core Prediction (pipeline.predict_volume).")
     classNames = list(source.classNames)
     nodes = source.probabilityNodes
-    missing = [name for name in classNames[1:] if nodes.get(name) is None or nodes[name].GetScene() is not inputVolume.GetScene()]
+    missing = missingProbabilityMaps(source, inputVolume.GetScene())
     if len(classNames) < 2 or missing:
         raise InputError(f"the run's probability volumes of {missing or classNames} are not in the scene: expected one per "
                          "foreground class; run the model again keeping the probability maps.")
@@ -73,8 +85,7 @@ def referenceLabels(referenceNodes, inputVolume, classNames):
         found = ", ".join(f"'{node.GetName()}'" for node in nodes if node is not None) or "none"
         raise InputError(f"annotator agreement needs 2 or more references (one segmentation or label map per annotator), "
                          f"found {found}: add another annotator's segmentation.")
-    ids = [node.GetID() for node in nodes]
-    repeated = sorted({node.GetName() for node in nodes if ids.count(node.GetID()) > 1})
+    repeated = repeatedNodeNames(nodes)
     if repeated:
         raise InputError(f"references {repeated} are given more than once: give each annotator's segmentation once.")
     labels = []

@@ -8,7 +8,9 @@ against the probabilities of the panel's last run (`annotators.annotatorAgreemen
 `parameterNode` is the module's `@parameterNodeWrapper` (anything with the same attributes will do).
 """
 
+from UncertaintySegSlicer.annotators import annotatorAgreementTable, missingProbabilityMaps, repeatedNodeNames
 from UncertaintySegSlicer.panelChoices import RegionOfInterest
+from UncertaintySegSlicer.tables import retireReplacedTable
 
 ANNOTATOR_TABLE_NAME = "annotator agreement"
 
@@ -30,8 +32,7 @@ def checkAnnotatorParameters(parameters, inputVolume, runResult):
         return "Apply first: the annotators are compared with the model's probabilities from the panel's last run."
     if inputVolume.GetScene() is None:
         return "The last run's input volume was removed from the scene: Apply again."
-    missing = [name for name in runResult.classNames[1:]
-               if runResult.probabilityNodes.get(name) is None or runResult.probabilityNodes[name].GetScene() is None]
+    missing = missingProbabilityMaps(runResult, inputVolume.GetScene())
     if missing:
         return (f"The last run has no probability map of {', '.join(missing)} in the scene: tick the probability maps "
                 "(Outputs) and Apply again.")
@@ -40,8 +41,7 @@ def checkAnnotatorParameters(parameters, inputVolume, runResult):
     nodes = annotatorNodes(parameters)
     if len(nodes) < 2:
         return "Add another annotator's segmentation: at least 2 annotators are compared (the reference is annotator 1)."
-    ids = [node.GetID() for node in nodes]
-    repeated = sorted({node.GetName() for node in nodes if ids.count(node.GetID()) > 1})
+    repeated = repeatedNodeNames(nodes)
     if repeated:
         return f"{', '.join(repeated)} is listed more than once (the reference counts as annotator 1): remove the copy."
     if parameters.roi is RegionOfInterest.MASK and parameters.roiMask is None:
@@ -52,9 +52,6 @@ def checkAnnotatorParameters(parameters, inputVolume, runResult):
 def compareAnnotators(parameters, inputVolume, runResult, scene=None):
     """The agreement table of the panel's annotators and the last run, in the panel's ROI ("bbox": annotator 1's box).
     It replaces the parameter node's previous table (removed, its name kept) and is stored in `parameters.annotatorTable`."""
-    from UncertaintySegSlicer.annotators import annotatorAgreementTable
-    from UncertaintySegSlicer.tables import retireReplacedTable
-
     scene = scene or inputVolume.GetScene()
     roi = parameters.roiMask if parameters.roi is RegionOfInterest.MASK else parameters.roi.value
     tableNode = annotatorAgreementTable(inputVolume, runResult, annotatorNodes(parameters), roi=roi,
