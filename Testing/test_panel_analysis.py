@@ -76,12 +76,12 @@ def test_apply_with_feature_maps_adds_them_to_the_runs_folder(mrml_scene, test_c
     logic.applicationLogic = appLogic
     chosen = settings(inputVolume=inputNode, device="cpu", createFeatureMaps=True)
     assert checkRunParameters(chosen) is None
-    run = PanelRun(chosen, workParent=tmp_path).start()
+    run = PanelRun(chosen, parameterNode=parameterNode, workParent=tmp_path).start()
     assert wait(run, timeout=180) == SUCCEEDED, run.log
     written = sorted((run.outputFolder / "feature_maps").glob("*.nrrd"))
     assert written and all(path.name.endswith("_mean.nrrd") for path in written)
 
-    loaded = run.load(logic, parameterNode)
+    loaded = run.load(logic)
     nodes = loaded.featureMapNodes
     assert len(nodes) == len(written) and f"{len(nodes)} feature map(s) added" in loaded.notes
     shNode = scene.GetSubjectHierarchyNode()
@@ -94,7 +94,7 @@ def test_apply_with_feature_maps_adds_them_to_the_runs_folder(mrml_scene, test_c
         assert np.allclose(volume.array, read_volume(path).array)
 
     before = scene.GetNumberOfNodes()
-    again = run.load(logic, parameterNode)
+    again = run.load(logic)
     assert all(node.GetScene() is None for node in nodes)  # the earlier run's maps went with its folder
     assert all(node.GetScene() is scene for node in again.featureMapNodes) and scene.GetNumberOfNodes() == before
     run.cleanup()

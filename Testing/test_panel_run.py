@@ -17,6 +17,7 @@ from UncertaintySegSlicer.panelChoices import (MODEL_FILE, MODEL_FOLDER, PRECOMP
                                                OverlayColormap, OverlayMap, RegionOfInterest, UncertaintyMethod, panelVisibility)
 from UncertaintySegSlicer.panelRun import PanelRun, RunSettings, checkRunParameters, statusText  # noqa: E402
 from UncertaintySegSlicer.process import CANCELLED, FAILED, RUNNING, SUCCEEDED  # noqa: E402
+from UncertaintySegSlicer.runs import runKeyFor  # noqa: E402
 from UncertaintySegSlicer.segmentation import addSegmentationFromLabels  # noqa: E402
 from UncertaintySegSlicer.volumes import addVolumeNode, ijkToRASFromGeometry, volumeFromNode  # noqa: E402
 
@@ -121,7 +122,8 @@ def test_apply_runs_predict_in_the_background_and_shows_the_chosen_overlay(panel
                       overlay=OverlayMap.MUTUAL_INFORMATION, overlayColormap=OverlayColormap.MAGMA, overlayOpacity=0.8,
                       createProbabilities=False, reference=panel_scene["reference"])
     assert checkRunParameters(chosen) is None
-    run = PanelRun(chosen, workParent=tmp_path).start()
+    # the run keeps the panel's parameter node: leaving the module (exit() unsets the panel's) must not lose it
+    run = PanelRun(chosen, parameterNode=panel_scene["parameterNode"], workParent=tmp_path).start()
     assert run.workFolder.parent == tmp_path and (run.workFolder / "input.nrrd").is_file()
     assert scene.GetFirstNodeByName("hippocampus case entropy") is None  # nothing is added while it runs
     stages, fractions, state = wait(run, timeout=120)
@@ -131,8 +133,9 @@ def test_apply_runs_predict_in_the_background_and_shows_the_chosen_overlay(panel
     assert fractions == sorted(fractions) and stages[-1] == "done" and set(stages) <= set(everyStage), stages
     assert "MC dropout sample 2/2 (2/2)" in everyStage, everyStage  # the progress bar's text
     written = read_volume(run.outputFolder / "mutual_information.nrrd").array
-    loaded = run.load(panel_scene["logic"], panel_scene["parameterNode"])
+    loaded = run.load(panel_scene["logic"])
     result = loaded.result
+    assert result.runKey == runKeyFor(parameterNode=panel_scene["parameterNode"])
     assert loaded.overlayNode is result.mutualInformationNode
     assert np.allclose(volumeFromNode(result.mutualInformationNode).array, written)
     assert result.probabilityNodes == {} and scene.GetFirstNodeByName("hippocampus case P(anterior)") is None
@@ -168,7 +171,7 @@ def test_apply_runs_predict_in_the_background_and_shows_the_chosen_overlay(panel
     # loaded again for the same parameter node (as a second Apply would): its own outputs are replaced, the reference stays
     before = scene.GetNumberOfNodes()
     run.settings = replace(chosen, overlay=OverlayMap.ENTROPY, overlayColormap=OverlayColormap.DEFAULT)
-    replaced = run.load(panel_scene["logic"], panel_scene["parameterNode"]).result
+    replaced = run.load(panel_scene["logic"]).result
     assert result.mutualInformationNode.GetScene() is None and result.entropyNode.GetScene() is None
     assert composite.GetForegroundVolumeID() == replaced.entropyNode.GetID()
     assert replaced.entropyNode.GetDisplayNode().GetColorNodeID() == "vtkMRMLColorTableNodeFileInferno.txt"

@@ -8,14 +8,16 @@ imported here at module load needs torch, MONAI, numba or scipy: those are insta
 import os
 import traceback
 from pathlib import Path
-from typing import Annotated, Union
+from typing import Annotated, Optional, Union
 
+import ctk
 import qt
 import vtk
 
 import slicer
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import (Choice, GuiConnector, WithinRange, parameterNodeGuiConnector, parameterNodeWrapper,
+                                         unannotatedType)
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -94,6 +96,64 @@ def registerSampleData():
     register(SampleData.SampleDataLogic, os.path.join(os.path.dirname(__file__), "Resources", "Icons"))
 
 
+@parameterNodeGuiConnector
+class ctkPathLineEditToOptionalPathConnector(GuiConnector):
+    """A path field that may be unset (`Optional[Path]`): None shows as an empty line edit, whose browse dialog opens in
+    the last folder used. Slicer's own connector binds only `Path`, whose empty value `Path()` shows as "." and opens
+    the dialog in Slicer's working directory."""
+
+    @staticmethod
+    def canRepresent(widget, datatype) -> bool:
+        return type(widget) == ctk.ctkPathLineEdit and unannotatedType(datatype) == Optional[Path]
+
+    @staticmethod
+    def create(widget, datatype):
+        return ctkPathLineEditToOptionalPathConnector(widget) if ctkPathLineEditToOptionalPathConnector.canRepresent(widget, datatype) else None
+
+    def __init__(self, widget):
+        super().__init__()
+        self._widget = widget
+
+    def _connect(self):
+        self._widget.currentPathChanged.connect(self.changed)
+
+    def _disconnect(self):
+        self._widget.currentPathChanged.disconnect(self.changed)
+
+    def widget(self):
+        return self._widget
+
+    def read(self):
+        return Path(self._widget.currentPath) if self._widget.currentPath else None
+
+    def write(self, value) -> None:
+        self._widget.currentPath = "" if value is None else str(value)
+
+
+def connectPanel(parameterNode, ui):
+    """Bind every widget of `ui` that has a SlicerParameterName; returns the tag that `disconnectGui` takes.
+    `connectParametersToGui`, not `connectGui`: Slicer 5.8's `connectGui` returns no tag, so its connections could never
+    be undone and would pile up on every enter and exit."""
+    widgets = {widget.property("SlicerParameterName"): widget for widget in vars(ui).values()
+               if widget.property("SlicerParameterName")}
+    return parameterNode.connectParametersToGui(widgets)
+
+
+def selectedTableRow(view):
+    """The MRML table row selected in a qMRMLTableView, or None. The project's tables use column titles as headers, so
+    the source model's row is the table's row (qMRMLTableModel.mrmlTableRowIndex is plain C++, not exposed to Python)."""
+    selection = view.selectionModel()
+    rows = selection.selectedRows() if selection is not None else []
+    if view.mrmlTableNode() is None or not rows:
+        return None
+    return view.sortFilterProxyModel().mapToSource(rows[0]).row()
+
+
+def errorDialog(text, details=None):
+    """Slicer's error message box, with a Details section only when there are details."""
+    slicer.util.errorDisplay(text, **({"detailedText": details} if details else {}))
+
+
 @parameterNodeWrapper
 class UncertaintySegParameterNode:
     """Every setting of the panel; saved with the scene. Widgets bind by their SlicerParameterName."""
@@ -101,9 +161,9 @@ class UncertaintySegParameterNode:
     # Inputs
     inputVolume: vtkMRMLScalarVolumeNode
     model: Annotated[str, Choice(modelChoices(bundled_model_names()))] = "hippocampus"
-    modelFile: Path
-    modelFolder: Path
-    probabilitiesFile: Path
+    modelFile: Optional[Path]
+    modelFolder: Optional[Path]
+    probabilitiesFile: Optional[Path]
     classNames: str = ""
     device: Annotated[str, Choice(DEVICES)] = "auto"
     # Uncertainty
@@ -111,7 +171,7 @@ class UncertaintySegParameterNode:
     samples: Annotated[int, WithinRange(1, 200)] = 20
     # Calibration
     calibration: CalibrationSource = CalibrationSource.NONE
-    calibratorFolder: Path
+    calibratorFolder: Optional[Path]
     calibrationMethod: CalibrationMethod = CalibrationMethod.TEMPERATURE
     calibrationPairs: list[tuple[vtkMRMLScalarVolumeNode, vtkMRMLNode]]  # edited by the Add/Remove pair buttons
     # Outputs
@@ -122,9 +182,9 @@ class UncertaintySegParameterNode:
     overlay: OverlayMap = OverlayMap.ENTROPY
     overlayColormap: OverlayColormap = OverlayColormap.DEFAULT
     overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
-    reference: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]
+    reference: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, None]  # None: Slicer writes the default None
     roi: RegionOfInterest = RegionOfInterest.BBOX
-    roiMask: Union[vtkMRMLSegmentationNode, vtkMRMLScalarVolumeNode]
+    roiMask: Union[vtkMRMLSegmentationNode, vtkMRMLScalarVolumeNode, vtkMRMLLabelMapVolumeNode, None]
     # Analysis
     createFeatureMaps: bool = False
     featureMapLayers: str = ""
@@ -203,7 +263,7 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updatePanel)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._parameterNodeGuiTag = connectPanel(self._parameterNode, self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updatePanel)
             self.updatePanel()
 
@@ -256,7 +316,8 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self.ensureDependencies():
             return
         try:
-            self._run = PanelRun(RunSettings.fromParameters(self._parameterNode), workParent=slicer.app.temporaryPath).start()
+            self._run = PanelRun(RunSettings.fromParameters(self._parameterNode), parameterNode=self._parameterNode,
+                                 workParent=slicer.app.temporaryPath).start()
         except Exception as error:
             self.showError("UncertaintySeg could not start the model.", error)
             return
@@ -289,13 +350,13 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             if run.state == SUCCEEDED:
                 with slicer.util.WaitCursor():
-                    loaded = run.load(self.logic, self._parameterNode)
+                    loaded = run.load(self.logic)  # replaces the run's own panel's previous run, even after exit()
                 self.ui.segmentTableView.setMRMLTableNode(loaded.result.segmentTableNode)
                 self._lastRun = (run.settings.inputVolume, loaded.result)
                 self.ui.segmentsCollapsibleButton.collapsed = False
             self.ui.statusLabel.text = statusText(run, loaded)
             if run.state == FAILED:
-                slicer.util.errorDisplay(f"UncertaintySeg failed: {run.errorMessage}", detailedText=run.log)
+                errorDialog(f"UncertaintySeg failed: {run.errorMessage}", details=run.log)
         except Exception as error:
             self.ui.statusLabel.text = f"The model ran, but its outputs could not be shown: {error}"
             self.showError("The model ran, but its outputs could not be shown.", error)
@@ -325,13 +386,9 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSegmentSelected(self):
         view = self.ui.segmentTableView
-        tableNode = view.mrmlTableNode()
-        rows = view.selectionModel().selectedRows() if view.selectionModel() else []
-        if tableNode is None or not rows:
-            return
-        row = view.tableModel().mrmlTableRowIndex(view.sortFilterProxyModel().mapToSource(rows[0]))
-        if row >= 0:
-            self.logic.jumpToSegment(tableNode, row)
+        row = selectedTableRow(view)
+        if row is not None:
+            self.logic.jumpToSegment(view.mrmlTableNode(), row)
 
     # --- analysis ------------------------------------------------------------------------------
     def onRankButton(self):
@@ -462,7 +519,7 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from UncertaintySegLib.errors import InputError
 
         details = None if isinstance(error, (InputError, RuntimeError)) else traceback.format_exc()
-        slicer.util.errorDisplay(f"{message}\n\n{error}", detailedText=details)
+        errorDialog(f"{message}\n\n{error}", details=details)
 
 
 class UncertaintySegLogic(ScriptedLoadableModuleLogic, UncertaintySegLogicBase, CalibrationFittingMixin):
@@ -483,6 +540,8 @@ class UncertaintySegTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        self.setUp()
+        self.test_freshPanelIsBuiltAndBound()
         self.setUp()
         self.test_runOnSyntheticVolume()
         self.setUp()
@@ -514,6 +573,39 @@ class UncertaintySegTest(ScriptedLoadableModuleTest):
 
     def widget(self):
         return slicer.modules.uncertaintyseg.widgetRepresentation().self()
+
+    def test_freshPanelIsBuiltAndBound(self):
+        """A new panel's setup() and enter() raise nothing and bind the parameter node. Slicer only logs an exception
+        of the module's own panel's setup(), so this builds one itself, where an exception fails the test."""
+        self.delayDisplay("Building a fresh panel")
+        volumeNode, _ = self.syntheticVolume()
+        parent = slicer.qMRMLWidget()
+        parent.setLayout(qt.QVBoxLayout())
+        parent.setMRMLScene(slicer.mrmlScene)
+        widget = UncertaintySegWidget(parent)
+        try:
+            widget.setup()
+            widget.enter()
+            parameters = widget._parameterNode
+            self.assertIsNotNone(parameters)
+            self.assertIs(parameters.inputVolume, volumeNode)
+            self.assertIs(widget.ui.inputVolumeSelector.currentNode(), volumeNode)
+            self.assertIsNone(parameters.reference)
+            self.assertEqual(widget.ui.modelFileSelector.currentPath, "")  # an unset path shows empty, not "."
+            self.assertGreater(widget.ui.modelSelector.count, 0)
+            self.assertTrue(widget.ui.applyButton.enabled, widget.ui.applyButton.toolTip)
+            for _ in range(3):  # leaving and entering again keeps one binding
+                widget.exit()
+                widget.enter()
+            widget._parameterNode.samples = 11
+            self.assertEqual(widget.ui.samplesSpinBox.value, 11)
+            widget.ui.samplesSpinBox.value = 13
+            self.assertEqual(widget._parameterNode.samples, 13)
+            widget.exit()
+        finally:
+            widget.cleanup()
+            parent.deleteLater()
+        self.delayDisplay("Test passed")
 
     def test_panelBindsTheParameterNode(self):
         """Every bound widget follows the parameter node (connectGui), and the optional rows follow the choices."""

@@ -4,14 +4,15 @@ show its folder in the scene with the panel's options.
 The Widget only wires buttons and a timer to this:
 
     problem = checkRunParameters(parameterNode)            # None, or why Apply is disabled
-    run = PanelRun(RunSettings.fromParameters(parameterNode)).start()
+    run = PanelRun(RunSettings.fromParameters(parameterNode), parameterNode=parameterNode).start()
     # every 100 ms:  stage, fraction, state = run.poll()
-    # SUCCEEDED:     result = run.load(logic, parameterNode);  FAILED: run.errorMessage, run.log
+    # SUCCEEDED:     result = run.load(logic);  FAILED: run.errorMessage, run.log
     # Cancel:        run.cancel()   (the scene is untouched: nodes are only added by load())
     run.cleanup()                                          # the temporary folder goes
 
 `parameterNode` is the module's `@parameterNodeWrapper` (anything with the same attributes will do).
-The settings are copied when the run starts, so editing the panel while it runs changes nothing.
+The settings are copied when the run starts, so editing the panel while it runs changes nothing; the run keeps its
+parameter node, so that its outputs replace that panel's previous run even when the module was left meanwhile.
 """
 
 import shutil
@@ -19,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from UncertaintySegSlicer.colors import requireColorNode
 from UncertaintySegSlicer.display import showOverlay
@@ -33,7 +35,7 @@ OUTPUT_FOLDER = "prediction"
 
 
 def isSet(path):
-    """A path parameter holds a path (parameterNodeWrapper stores an empty path as '.')."""
+    """A path parameter holds a path: not None (the panel's unset path) nor an empty `Path` ('.')."""
     return path is not None and str(path) not in ("", ".")
 
 
@@ -43,15 +45,15 @@ class RunSettings:
 
     inputVolume: object
     model: str = "hippocampus"
-    modelFile: Path = None
-    modelFolder: Path = None
-    probabilitiesFile: Path = None
+    modelFile: Optional[Path] = None
+    modelFolder: Optional[Path] = None
+    probabilitiesFile: Optional[Path] = None
     classNames: str = ""
     device: str = "auto"
     method: UncertaintyMethod = UncertaintyMethod.AUTO
     samples: int = 20
     calibration: CalibrationSource = CalibrationSource.NONE
-    calibratorFolder: Path = None
+    calibratorFolder: Optional[Path] = None
     createProbabilities: bool = True
     createEntropy: bool = True
     createMutualInformation: bool = True
@@ -178,10 +180,12 @@ class LoadedRun:
 
 
 class PanelRun:
-    """One Apply: the input volume written to a temporary NRRD, `predict` run in the background into a temporary folder."""
+    """One Apply: the input volume written to a temporary NRRD, `predict` run in the background into a temporary folder.
+    `parameterNode` (the panel's, or None): whose previous run the outputs replace."""
 
-    def __init__(self, settings, workParent=None, python=None):
+    def __init__(self, settings, parameterNode=None, workParent=None, python=None):
         self.settings = settings
+        self.parameterNode = parameterNode
         self.workParent = workParent
         self.python = python
         self.workFolder = None
@@ -244,8 +248,8 @@ class PanelRun:
         if self.workFolder is not None:
             shutil.rmtree(self.workFolder, ignore_errors=True)
 
-    def load(self, logic, parameterNode=None):
-        """Show the finished run's folder in the scene (replacing this parameter node's previous run); a `LoadedRun`."""
+    def load(self, logic):
+        """Show the finished run's folder in the scene (replacing its parameter node's previous run); a `LoadedRun`."""
         if self.process.state != SUCCEEDED:
             raise RuntimeError(f"the run has not succeeded (state {self.process.state}): nothing to load.")
         settings = self.settings
@@ -256,7 +260,7 @@ class PanelRun:
         roi = settings.roiMask if settings.roi is RegionOfInterest.MASK else settings.roi.value
         result = logic.addPredictionFolderToScene(settings.inputVolume, self.outputFolder, overlay="entropy",
                                                   overlayOpacity=settings.overlayOpacity, reference=reference, roi=roi,
-                                                  parameterNode=parameterNode)
+                                                  parameterNode=self.parameterNode)
         loaded = LoadedRun(result, result.entropyNode)
         loaded.overlayNode = self._chooseOverlay(result, loaded.notes)
         removeMapsNotAskedFor(result, settings, keep=loaded.overlayNode)
