@@ -99,6 +99,8 @@ def test_reliability_chart_holds_the_bins_the_metrics_library_computes(scene_wit
         assert node.GetTableNodeID() == table.GetID() and (node.GetXColumnName(), node.GetYColumnName()) == ("centre", y)
     identity = [s for s in series if s.GetLineStyle() == slicer.vtkMRMLPlotSeriesNode.LineStyleDash]
     assert len(identity) == 1
+    # every series is drawn at its X column: a PlotTypeLine series ignores X (points equally spaced)
+    assert {s.GetPlotType() for s in series} == {slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter}
     identityTable = identity[0].GetTableNode()
     assert np.array_equal(column(identityTable, identity[0].GetXColumnName()), [0, 1])
     assert np.array_equal(column(identityTable, identity[0].GetYColumnName()), [0, 1])

@@ -80,8 +80,9 @@ def reliabilityChart(scene, volumeNode, variant):
     chart.SetLegendVisibility(True)
     identityTable = addTableNode(scene, f"{name} perfect calibration", {"confidence": [0.0, 1.0], "accuracy": [0.0, 1.0]})
     identityTable.SetAttribute(CHART_VOLUME_ATTRIBUTE, volumeNode.GetID())
+    # a scatter series joined by a line: PlotTypeLine would ignore X and space the points evenly
     identity = _addSeries(scene, f"{name} perfect calibration", identityTable, "confidence", "accuracy", "identity", IDENTITY_COLOR,
-                          slicer.vtkMRMLPlotSeriesNode.PlotTypeLine, slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone,
+                          slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter, slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone,
                           slicer.vtkMRMLPlotSeriesNode.LineStyleDash)
     chart.AddAndObservePlotSeriesNodeID(identity.GetID())
     updateChartTitle(chart)
