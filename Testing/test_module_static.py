@@ -179,18 +179,25 @@ def test_module_logic_is_the_tested_logic():
 
 def test_cmake_lists_every_python_file_and_resource():
     cmake = (MODULE / "CMakeLists.txt").read_text(encoding="utf-8")
-    listed = set(re.findall(r"^\s+(\S+\.(?:py|ui|png|json|pt|md))\s*$", cmake, flags=re.M))
+    listed = set(re.findall(r"^\s+(\S+\.(?:py|ui|png|json|pt|md|csv))\s*$", cmake, flags=re.M))
     python_files = {str(p.relative_to(MODULE)) for folder in ("UncertaintySegLib", "UncertaintySegSlicer") for p in (MODULE / folder).rglob("*.py")}
     assert python_files <= listed, f"not in CMakeLists.txt: {sorted(python_files - listed)}"
     for entry in listed:
         assert (MODULE / entry.replace("${MODULE_NAME}", "UncertaintySeg")).exists(), f"CMakeLists.txt lists a missing file: {entry}"
     resolved = {entry.replace("${MODULE_NAME}", "UncertaintySeg") for entry in listed}
-    resources = {str(p.relative_to(MODULE)) for p in (MODULE / "Resources").rglob("*") if p.suffix in (".png", ".ui")
-                 and "Models" not in p.parts}
+    # every file of the panel and every file of every bundled model is installed with the extension
+    resources = {str(p.relative_to(MODULE)) for p in (MODULE / "Resources").rglob("*") if p.is_file()}
+    assert {name for name in resources if name.startswith("Resources/Models/hippocampus-punet/")}, "no bundled model found"
     assert resources <= resolved, f"resources not in CMakeLists.txt: {sorted(resources - resolved)}"
     python_lines = re.search(r"set\(MODULE_PYTHON_SCRIPTS\n(.*?)\n\s*\)", cmake, flags=re.S).group(1).split()[1:]
     assert python_lines == sorted(python_lines), "keep MODULE_PYTHON_SCRIPTS sorted"
     assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in cmake
+
+
+def test_the_repository_has_the_licence_file_the_extensions_index_requires():
+    licence = (MODULE.parent / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in licence and "Version 2.0, January 2004" in licence and "END OF TERMS AND CONDITIONS" in licence
+    assert 'license = "Apache-2.0"' in (MODULE.parent / "pyproject.toml").read_text(encoding="utf-8")
 
 
 def test_top_level_cmake_is_a_slicer_extension():
@@ -214,6 +221,11 @@ def test_ci_has_lint_tests_and_a_slicer_self_test():
     script = re.search(r"--python-script (\S+)", workflow).group(1)
     assert (MODULE.parent / script).is_file()
     assert "xvfb-run" in workflow and "--testing" in workflow and "--additional-module-paths" in workflow
+    # on the latest stable release and on the preview
+    assert re.search(r"stability: \[release, nightly\]", workflow) and "stability=${{ matrix.stability }}" in workflow
+    # the self-test builds a panel itself: Slicer only logs an exception raised in the module's own panel's setup()
+    run_test = next(node for node in ast.walk(module_tree()) if isinstance(node, ast.FunctionDef) and node.name == "runTest")
+    assert "self.test_freshPanelIsBuiltAndBound()" in ast.unparse(run_test)
 
 
 def test_core_library_never_imports_slicer_vtk_qt_or_ctk():
@@ -227,3 +239,4 @@ def test_core_library_never_imports_slicer_vtk_qt_or_ctk():
 def test_mrml_glue_never_imports_qt_or_ctk():
     for path in (MODULE / "UncertaintySegSlicer").glob("*.py"):
         assert not re.search(r"^\s*(import|from)\s+(qt|ctk)\b", path.read_text(encoding="utf-8"), flags=re.M), path.name
+
