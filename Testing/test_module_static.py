@@ -240,3 +240,58 @@ def test_mrml_glue_never_imports_qt_or_ctk():
     for path in (MODULE / "UncertaintySegSlicer").glob("*.py"):
         assert not re.search(r"^\s*(import|from)\s+(qt|ctk)\b", path.read_text(encoding="utf-8"), flags=re.M), path.name
 
+
+# Names and keywords Python 3.10+ added that the module could reach for at run time; Slicer 5.8 ships Python 3.9.
+NEWER_THAN_3_9 = {"pairwise", "TypeAlias", "ParamSpec", "Concatenate", "TypeGuard", "aiter", "anext", "EncodingWarning"}
+NEWER_KEYWORDS = {"zip": {"strict"}, "dataclass": {"slots", "kw_only", "match_args"}}
+
+
+def python_39_problems(source):
+    """Why `source` would not import under Python 3.9: 3.10+ syntax (3.9's grammar), a PEP 604 union in an annotation
+    Python evaluates when the module loads, or a 3.10+ name or keyword."""
+    try:
+        tree = ast.parse(source, feature_version=(3, 9))
+    except SyntaxError as error:
+        return [f"line {error.lineno}: {error.msg} (Python 3.10+ syntax)"]
+    postponed = any(isinstance(node, ast.ImportFrom) and node.module == "__future__" and any(a.name == "annotations" for a in node.names)
+                    for node in tree.body)
+    evaluated = []  # annotations of functions and of module- and class-level names; a function's own locals are not evaluated
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            arguments = node.args.posonlyargs + node.args.args + node.args.kwonlyargs + [node.args.vararg, node.args.kwarg]
+            evaluated += [a.annotation for a in arguments if a is not None and a.annotation is not None] + [node.returns]
+        if isinstance(node, (ast.Module, ast.ClassDef)):
+            evaluated += [stmt.annotation for stmt in node.body if isinstance(stmt, ast.AnnAssign)]
+    problems = []
+    if not postponed:
+        problems += [f"line {a.lineno}: '{ast.unparse(a)}' (X | Y in an annotation needs Python 3.10)" for a in evaluated
+                     if a is not None and any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr) for n in ast.walk(a))]
+    for node in ast.walk(tree):
+        name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+        if isinstance(node, ast.alias):
+            name = node.name
+        if name in NEWER_THAN_3_9:
+            problems.append(f"line {getattr(node, 'lineno', '?')}: {name} (Python 3.10+)")
+        if isinstance(node, ast.Call):
+            called = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+            problems += [f"line {node.lineno}: {called}({k.arg}=) (Python 3.10+)" for k in node.keywords
+                         if k.arg in NEWER_KEYWORDS.get(called, ())]
+    return problems
+
+
+def test_the_python_39_check_finds_what_it_looks_for():
+    assert python_39_problems("match x:\n    case 1:\n        pass\n")
+    assert python_39_problems("def f(x: int | None): pass\n")
+    assert python_39_problems("class A:\n    x: 'int' | None = None\n")
+    assert python_39_problems("pairs = zip(a, b, strict=True)\n")
+    assert python_39_problems("from itertools import pairwise\n")
+    assert not python_39_problems("from __future__ import annotations\ndef f(x: int | None): pass\n")
+    assert not python_39_problems("def f():\n    y: int | None = None\n    return isinstance(y, int)\n")
+
+
+def test_every_file_slicer_imports_is_python_39():
+    """Slicer 5.8 runs the module, the MRML glue and the core (PythonSlicer -m UncertaintySegLib.cli) on Python 3.9."""
+    files = sorted(MODULE.rglob("*.py"))
+    assert MODULE_FILE in files and len(files) > 50
+    problems = {str(path.relative_to(MODULE)): found for path in files if (found := python_39_problems(path.read_text(encoding="utf-8")))}
+    assert not problems, problems
