@@ -210,3 +210,19 @@ def test_selecting_a_row_of_the_segment_table_jumps_to_that_tables_row(release):
     view = release.slicer.qMRMLTableView(tableNode=table, sourceRows=[2, 0, 1], selectedRows=[0])
     assert release.module.selectedTableRow(view) == 2
     assert release.module.selectedTableRow(release.slicer.qMRMLTableView(tableNode=table, sourceRows=[2, 0, 1])) is None
+
+
+def test_a_scene_with_values_this_version_does_not_offer_opens_with_the_defaults_for_those(release):
+    """A scene saved elsewhere: a model not installed here, a method name a later version removed, a sample count out
+    of range. Slicer's wrapper raised on the enum (wrapping) or the choice (binding); those fields go back to defaults."""
+    release.module.UncertaintySegLogic().getParameterNode().samples = 33
+    node = release.scene.GetSingletonNode("UncertaintySeg", "vtkMRMLScriptedModuleNode")
+    node.SetParameter("model", "hippocampus-not-installed")
+    node.SetParameter("method", "NO_SUCH_METHOD")
+    node.SetParameter("samples", "5000")
+    node.SetParameter("device", "cuda")  # a value still offered stays
+    parameters = release.module.UncertaintySegLogic().getParameterNode()
+    assert (parameters.model, parameters.method.name, parameters.samples, parameters.device) == ("hippocampus", "AUTO", 20, "cuda")
+    widgets, ui = standInPanel(release)
+    release.module.connectPanel(parameters, ui)
+    assert widgets["model"].currentText == "hippocampus"

@@ -5,6 +5,7 @@ output loading, calibrator fitting, dependency checks) and `UncertaintySegLib` (
 imported here at module load needs torch, MONAI, numba or scipy: those are installed on first Apply.
 """
 
+import logging
 import os
 import traceback
 from pathlib import Path
@@ -147,6 +148,26 @@ def selectedTableRow(view):
     if view.mrmlTableNode() is None or not rows:
         return None
     return view.sortFilterProxyModel().mapToSource(rows[0]).row()
+
+
+def resetUnreadableParameters(node, wrapperClass):
+    """Reset to its default every value of the MRML parameter `node` that `wrapperClass` cannot read or no longer
+    offers: a scene saved with a model not installed here, or with a choice or range a later version changed, would
+    otherwise make wrapping (enum) or binding (Choice) the node raise. Returns the names reset."""
+    from slicer.parameterNodeWrapper.serializers import createSerializerFromAnnotatedType
+
+    reset = []
+    for name in wrapperClass.allParameters:
+        serializer = createSerializerFromAnnotatedType(wrapperClass.dataType(name))
+        if not serializer.isIn(node, name):
+            continue
+        try:
+            serializer.validate(serializer.read(node, name))
+        except Exception as error:  # Slicer's serializers and validators raise ValueError, TypeError or KeyError
+            logging.warning(f"UncertaintySeg: the scene's {name} ({error}) is not one this version offers; reset to its default.")
+            serializer.remove(node, name)
+            reset.append(name)
+    return reset
 
 
 def errorDialog(text, details=None):
@@ -530,7 +551,9 @@ class UncertaintySegLogic(ScriptedLoadableModuleLogic, UncertaintySegLogicBase, 
         ScriptedLoadableModuleLogic.__init__(self)
 
     def getParameterNode(self):
-        return UncertaintySegParameterNode(super().getParameterNode())
+        node = super().getParameterNode()
+        resetUnreadableParameters(node, UncertaintySegParameterNode)
+        return UncertaintySegParameterNode(node)
 
 
 class UncertaintySegTest(ScriptedLoadableModuleTest):
