@@ -6,7 +6,9 @@
 One scalar volume per map and kept channel, named `<input> <layer> <reduction>` (channels:
 `<layer> channel <c>`), shown in grey or Viridis with the window fixed to the map's own
 [min, max]. A folder tagged with a run key passes the key on, so re-running that run removes
-the maps with the rest. Qt-free; torch and MONAI are imported only when maps are computed.
+the maps with the rest. The maps lie on the input's grid, so they go under the input's parent
+transform (as the run's other outputs in the folder do). Qt-free; torch and MONAI are imported
+only when maps are computed.
 """
 
 import json
@@ -33,12 +35,31 @@ def channelLabels(key, count):
     return [f"{layer} channel {channel}" for channel in channels]
 
 
-def addFeatureMapNodes(scene, folderItemID, maps, geometry, namePrefix, colorMap="grey"):
-    """Volume nodes for `{key: (I, J, K) or (k, I, J, K) array}` on `geometry`, placed in the folder; returns them."""
+def folderTransformNodeID(scene, folderItemID):
+    """The parent transform of the run's outputs in the folder (the first volume or segmentation in it); None: none."""
+    import vtk
+
+    shNode = scene.GetSubjectHierarchyNode()
+    children = vtk.vtkIdList()
+    shNode.GetItemChildren(folderItemID, children)
+    for index in range(children.GetNumberOfIds()):
+        node = shNode.GetItemDataNode(children.GetId(index))
+        if node is not None and node.IsA("vtkMRMLTransformableNode"):
+            return node.GetTransformNodeID()
+    return None
+
+
+def addFeatureMapNodes(scene, folderItemID, maps, geometry, namePrefix, colorMap="grey", gridVolume=None):
+    """Volume nodes for `{key: (I, J, K) or (k, I, J, K) array}` on `geometry`, placed in the folder; returns them.
+
+    `gridVolume`: the volume whose grid `geometry` is; the maps go under its parent transform. None: under the
+    transform of the run's outputs already in the folder (`folderTransformNodeID`).
+    """
     import numpy as np
 
     if colorMap not in FEATURE_MAP_COLORS:
         raise ValueError(f"colorMap '{colorMap}': expected one of {', '.join(FEATURE_MAP_COLORS)}.")
+    transformNodeID = gridVolume.GetTransformNodeID() if gridVolume is not None else folderTransformNodeID(scene, folderItemID)
     shNode = scene.GetSubjectHierarchyNode()
     runKey = shNode.GetItemAttribute(folderItemID, RUN_KEY_ATTRIBUTE) if shNode.HasItemAttribute(folderItemID, RUN_KEY_ATTRIBUTE) else None
     nodes = []
@@ -46,7 +67,7 @@ def addFeatureMapNodes(scene, folderItemID, maps, geometry, namePrefix, colorMap
         array = np.asarray(array, dtype=np.float32)
         components = array[np.newaxis] if array.ndim == 3 else array
         for label, component in zip(channelLabels(key, components.shape[0]), components):
-            node = addVolumeNode(scene, component, geometry, f"{namePrefix} {label}")
+            node = addVolumeNode(scene, component, geometry, f"{namePrefix} {label}", parentTransformNodeID=transformNodeID)
             low, high = float(component.min()), float(component.max())
             setFixedDisplayRange(node, FEATURE_MAP_COLORS[colorMap], low, high if high > low else low + 1.0)
             if runKey:
@@ -75,11 +96,13 @@ def addFeatureMaps(inputVolume, folderItemID, model="hippocampus", layers=None, 
     requests = [parse_feature_map(layer) for layer in (layers if layers is not None else default_layers(network))]
     volume = volumeFromNode(inputVolume)
     maps = feature_maps(network, loaded.spec, check_image(volume, loaded.spec), requests, device=device)
-    return addFeatureMapNodes(inputVolume.GetScene(), folderItemID, maps, volume.geometry, inputVolume.GetName(), colorMap)
+    return addFeatureMapNodes(inputVolume.GetScene(), folderItemID, maps, volume.geometry, inputVolume.GetName(), colorMap,
+                              gridVolume=inputVolume)
 
 
 def addFeatureMapFolder(folderItemID, predictionFolder, scene=None, namePrefix=None, colorMap="grey"):
-    """The `feature_maps/` volumes that `predict --feature-maps` listed in the folder's run.json, added to the folder."""
+    """The `feature_maps/` volumes that `predict --feature-maps` listed in the folder's run.json, added to the folder
+    (under the parent transform of the run's outputs there)."""
     import slicer
     from UncertaintySegLib.errors import InputError
     from UncertaintySegLib.io import read_volume

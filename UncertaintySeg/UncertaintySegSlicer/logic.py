@@ -15,8 +15,11 @@ box, dilated 8 mm in-plane and 2 slices), "whole", or a mask node. With a refere
 holds ECE/MCE/ACE, NLL, Brier, Dice and HD95 per class (`case_evaluation.evaluate_case`), and the
 reliability diagram is shown in a plot view (one chart per volume; runs on one volume overlay).
 Every run adds a per-segment table; `logic.jumpToSegment(result.segmentTableNode, row)` centres the
-slice views on a segment. `runName=` (or `parameterNode=`) makes a run replaceable: running again
-with the same name removes that run's folder and nodes first, and no other run's.
+slice views on a segment. Every node made on the input's grid goes under the input's parent transform
+(linear or not), so a registered or moved input has its overlays and segmentation drawn on it; the
+table's centres are in the input's own RAS and are mapped to world RAS through that transform to jump.
+`runName=` (or `parameterNode=`) makes a run replaceable: running again with the same name removes
+that run's folder and nodes first, and no other run's.
 A folder written by `uncertaintyseg predict` is shown the same way:
 `logic.addPredictionFolderToScene(volumeNode, "results/case", reference=segmentationNode)`.
 """
@@ -35,7 +38,7 @@ from UncertaintySegSlicer.reference import labelsFromReferenceNode, maskFromNode
 from UncertaintySegSlicer.runs import removeRun, runKeyFor, tagRun
 from UncertaintySegSlicer.sceneChanges import removedOnError
 from UncertaintySegSlicer.segmentation import addSegmentationFromLabels
-from UncertaintySegSlicer.tables import addMetricsTable, addSegmentTable, segmentCentreRAS
+from UncertaintySegSlicer.tables import addMetricsTable, addSegmentTable, segmentCentreRAS, segmentCentreWorldRAS
 from UncertaintySegSlicer.volumes import addVolumeNode, geometryFromNode, volumeFromNode
 
 # Overlay values this small (as a fraction of the range) are not drawn, so the scan shows through.
@@ -53,7 +56,7 @@ class RunResult:
     entropyNode: object = None
     mutualInformationNode: object = None  # only when several samples were drawn
     segmentationNode: object = None
-    segmentTableNode: object = None  # per segment and component: volume, mean entropy, mean MI, flag, centre (RAS)
+    segmentTableNode: object = None  # per segment and component: volume, mean entropy, mean MI, flag, centre (input's RAS)
     metricsTableNode: object = None  # with a reference: one row per score
     reliabilityTableNode: object = None  # with a reference: one row per bin
     chartNode: object = None  # with a reference: the volume's reliability chart (shared by runs on that volume)
@@ -220,24 +223,29 @@ class UncertaintySegLogicBase:
         from UncertaintySegLib.case_evaluation import marginal_curve
 
         inputName = inputVolume.GetName()
+        transformNodeID = inputVolume.GetTransformNodeID()  # the prediction lies on the input's grid: in the input's frame
+
+        def addMap(array, name):
+            return addVolumeNode(scene, array, prediction.geometry, name, parentTransformNodeID=transformNodeID)
+
         result = RunResult(folderItemID=createFolder(scene, f"UncertaintySeg {modelName}: {inputName}"),
                            classNames=list(prediction.class_names), timings=dict(prediction.timings))
         for classIndex, className in enumerate(prediction.class_names):
             if classIndex == 0:
                 continue
-            node = addVolumeNode(scene, prediction.probabilities[classIndex], prediction.geometry, f"{inputName} P({className})")
+            node = addMap(prediction.probabilities[classIndex], f"{inputName} P({className})")
             setFixedDisplayRange(node, VIRIDIS, 0.0, 1.0, transparentBelow=TRANSPARENT_FRACTION)
             result.probabilityNodes[className] = node
         maxEntropy = math.log(len(prediction.class_names)) if prediction.entropy_units == "nats" else 1.0
-        result.entropyNode = addVolumeNode(scene, prediction.entropy, prediction.geometry, f"{inputName} entropy")
+        result.entropyNode = addMap(prediction.entropy, f"{inputName} entropy")
         setFixedDisplayRange(result.entropyNode, INFERNO, 0.0, maxEntropy, transparentBelow=TRANSPARENT_FRACTION * maxEntropy)
         if prediction.mutual_information is not None:
-            result.mutualInformationNode = addVolumeNode(scene, prediction.mutual_information, prediction.geometry,
-                                                         f"{inputName} mutual information")
+            result.mutualInformationNode = addMap(prediction.mutual_information, f"{inputName} mutual information")
             setFixedDisplayRange(result.mutualInformationNode, INFERNO, 0.0, maxEntropy, transparentBelow=TRANSPARENT_FRACTION * maxEntropy)
-        result.segmentationNode = addSegmentationFromLabels(
+        result.segmentationNode = addSegmentationFromLabels(  # under the input's transform, as its reference volume
             scene, prediction.labels, prediction.geometry, prediction.class_names, f"{inputName} segmentation", inputVolume)
-        result.segmentTableNode = addSegmentTable(scene, f"{inputName} segments", segments, centres, prediction.geometry)
+        result.segmentTableNode = addSegmentTable(scene, f"{inputName} segments", segments, centres, prediction.geometry,
+                                                  transformNodeID)
         if evaluation is not None:
             result.metrics = {**evaluation.scores, "voxels": evaluation.voxels}
             result.metricsTableNode = addMetricsTable(scene, f"{inputName} metrics", result.metrics)
@@ -259,12 +267,19 @@ class UncertaintySegLogicBase:
 
     @staticmethod
     def segmentCentreRAS(tableNode, row):
-        """(R, A, S) of a segment table's row: a voxel of that segment nearest its centroid; None for an empty class."""
+        """(R, A, S) of a segment table's row: a voxel of that segment nearest its centroid, in the input volume's own RAS
+        (before its parent transform); None for an empty class."""
         return segmentCentreRAS(tableNode, row)
 
+    @staticmethod
+    def segmentCentreWorldRAS(tableNode, row):
+        """`segmentCentreRAS` in world RAS, where the views show it: through the input's parent transform (as it is now)."""
+        return segmentCentreWorldRAS(tableNode, row)
+
     def jumpToSegment(self, tableNode, row):
-        """Centre every slice view on the segment of a segment table's row; returns the point, or None (empty class)."""
-        point = segmentCentreRAS(tableNode, row)
+        """Centre every slice view on the segment of a segment table's row; returns the point, in world RAS (through the
+        input's parent transform), or None (empty class)."""
+        point = segmentCentreWorldRAS(tableNode, row)
         if point is not None:
             slicer.vtkMRMLSliceNode.JumpAllSlices(tableNode.GetScene(), *point, slicer.vtkMRMLSliceNode.CenteredJumpSlice)
         return point

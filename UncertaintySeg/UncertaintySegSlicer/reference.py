@@ -1,9 +1,11 @@
 """Reference segmentations and ROI masks from scene nodes, as arrays `(I, J, K)` on the input volume's grid.
 
-A segmentation node is exported onto the input's grid (Slicer resamples it); its segments are
-matched to the model's classes by name (case and surrounding spaces ignored), or, when no name
-matches, by order (first segment: class 1). A label map (or scalar) volume must already lie on
-the input's grid and hold class indices. The nodes given are only read.
+A segmentation node is exported onto the input's grid (Slicer resamples it, through both nodes'
+parent transforms where they differ); its segments are matched to the model's classes by name
+(case and surrounding spaces ignored), or, when no name matches, by order (first segment: class 1).
+A label map (or scalar) volume must already lie on the input's grid, in the input's frame (under
+the same parent transform, or one equal to it), and hold class indices: it is compared voxel by
+voxel, so one under another transform is refused rather than resampled. The nodes given are only read.
 """
 
 import numpy as np
@@ -58,6 +60,25 @@ def exportSegments(segmentationNode, inputVolume):
     return labels, names
 
 
+def transformName(node):
+    """How a message names `node`'s parent transform: "no transform" or "'<name>'"."""
+    transformNode = node.GetParentTransformNode()
+    return "no transform" if transformNode is None else f"'{transformNode.GetName()}'"
+
+
+def inSameFrame(node, inputVolume):
+    """True when `node` and `inputVolume` are drawn through the same transform: the same parent transform node, or
+    parents whose transform between them is linear and the identity (within the grid tolerance)."""
+    if node.GetTransformNodeID() == inputVolume.GetTransformNodeID():
+        return True
+    matrix = vtk.vtkMatrix4x4()
+    if not slicer.vtkMRMLTransformNode.GetMatrixTransformBetweenNodes(node.GetParentTransformNode(),
+                                                                      inputVolume.GetParentTransformNode(), matrix):
+        return False  # non-linear between them
+    array = np.array([[matrix.GetElement(row, column) for column in range(4)] for row in range(4)])
+    return np.allclose(array[:3, :3], np.eye(3), atol=1e-6) and np.allclose(array[:3, 3], 0.0, atol=GRID_TOLERANCE_MM)
+
+
 def _volumeOnInputGrid(volumeNode, inputVolume, what):
     volume, grid = volumeFromNode(volumeNode), geometryFromNode(inputVolume)
     shape = tuple(inputVolume.GetImageData().GetDimensions())
@@ -65,6 +86,11 @@ def _volumeOnInputGrid(volumeNode, inputVolume, what):
         raise InputError(f"{what} '{volumeNode.GetName()}' ({volume.array.shape} voxels, spacing {volume.geometry.spacing}) does "
                          f"not lie on the grid of '{inputVolume.GetName()}' ({shape} voxels, spacing {grid.spacing}): "
                          "resample it onto the input, or give a segmentation node.")
+    if not inSameFrame(volumeNode, inputVolume):
+        raise InputError(f"{what} '{volumeNode.GetName()}' is under {transformName(volumeNode)} and the input "
+                         f"'{inputVolume.GetName()}' under {transformName(inputVolume)}: a volume is compared with the input "
+                         "voxel by voxel, so it must be under the input's transform. Put it under the same transform (or harden "
+                         "both), or give a segmentation node, which Slicer resamples through the transforms.")
     return volume.array
 
 

@@ -8,12 +8,19 @@ from UncertaintySegSlicer.volumes import addVolumeNode
 
 
 def addSegmentationFromLabels(scene, labels, geometry, classNames, name, referenceVolumeNode):
-    """Segments for classes 1..C-1 of an (I, J, K) label map; classes absent from the map get no segment."""
+    """Segments for classes 1..C-1 of an (I, J, K) label map; classes absent from the map get no segment.
+
+    The map lies on `referenceVolumeNode`'s grid (`geometry`), so the segmentation goes under that volume's parent
+    transform: drawn where the volume is, with the volume's own grid as its reference geometry (Segment Editor's).
+    """
+    transformNodeID = referenceVolumeNode.GetTransformNodeID()
     segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
     segmentationNode.CreateDefaultDisplayNodes()
+    segmentationNode.SetAndObserveTransformNodeID(transformNodeID)  # first: Slicer maps the reference grid between frames
     segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
     with temporaryNodes(scene):  # the label map, its display node and the class colour table
-        labelmapNode = addVolumeNode(scene, labels, geometry, name + " labels", "vtkMRMLLabelMapVolumeNode")
+        labelmapNode = addVolumeNode(scene, labels, geometry, name + " labels", "vtkMRMLLabelMapVolumeNode",
+                                     parentTransformNodeID=transformNodeID)  # same frame: imported without resampling
         colorTable = scene.AddNewNodeByClass("vtkMRMLColorTableNode", name + " classes")
         colorTable.SetTypeToUser()
         colorTable.SetNumberOfColors(len(classNames))

@@ -2,6 +2,11 @@
 
 The numbers are the core's (`case_evaluation.evaluate_case`, `segment_scores.segment_scores`,
 the CLI's segments.csv), written as they are: NaN where the core has None or NaN.
+
+A segment table's centre columns are RAS of the input volume's own grid, before any parent transform
+(where the voxel is in the volume, as the CLI would say). The table references the transform the run's
+outputs observe (node reference `CENTRE_TRANSFORM_ROLE`); `segmentCentreWorldRAS` maps a centre through
+it to world RAS, where the views show the segment, following the transform as it is now.
 """
 
 import math
@@ -15,6 +20,7 @@ from UncertaintySegSlicer.volumes import ijkToRASFromGeometry
 METRIC_COLUMNS = ("metric", "value")
 CENTRE_COLUMNS = ("centre R", "centre A", "centre S")
 SEGMENT_COLUMNS = ("class", "component", "voxels", "volume (ml)", "mean entropy", "mean MI", "flag") + CENTRE_COLUMNS
+CENTRE_TRANSFORM_ROLE = "UncertaintySeg.centreTransform"  # the segment table's reference to the input's parent transform
 FLAG_TEXT = {True: "check", False: "ok", None: ""}
 
 
@@ -61,8 +67,12 @@ def addMetricsTable(scene, name, metrics):
                         descriptions={"value": "ECE/MCE/ACE, NLL and Brier inside the ROI; Dice and HD95 (mm) on the whole volume"})
 
 
-def addSegmentTable(scene, name, segments, centres, geometry):
-    """One row per `SegmentScore` (whole class, then its components) with the RAS point of its `SegmentCentre`."""
+def addSegmentTable(scene, name, segments, centres, geometry, transformNodeID=None):
+    """One row per `SegmentScore` (whole class, then its components) with the RAS point of its `SegmentCentre`.
+
+    The point is in `geometry`'s RAS (the input's grid); `transformNodeID`: the input's parent transform, kept as the
+    table's `CENTRE_TRANSFORM_ROLE` reference so that `segmentCentreWorldRAS` maps points to world RAS.
+    """
     if [(s.class_index, s.component, s.voxels) for s in segments] != [(c.class_index, c.component, c.voxels) for c in centres]:
         raise ValueError("segment scores and segment centres describe different segments: compute both from one label map.")
     ijkToRAS = ijkToRASFromGeometry(geometry)
@@ -75,17 +85,21 @@ def addSegmentTable(scene, name, segments, centres, geometry):
         "flag": [FLAG_TEXT[s.flagged] for s in segments],
         **{column: [float(point[axis]) for point in points] for axis, column in enumerate(CENTRE_COLUMNS)},
     }
-    return addTableNode(scene, name, columns, descriptions={
+    tableNode = addTableNode(scene, name, columns, descriptions={
         "component": "0: the whole class; 1, 2, ...: its connected components, largest first",
         "mean entropy": "mean predictive entropy over the segment's voxels",
         "mean MI": "mean mutual information (needs several samples)",
         "flag": "check: mean entropy above the flag threshold; empty without a threshold",
-        **{column: "a voxel of the segment nearest its centroid (RAS, mm)" for column in CENTRE_COLUMNS},
+        **{column: "a voxel of the segment nearest its centroid: RAS (mm) of the input volume's grid, before its parent "
+                   "transform (jumping to the segment maps it to world RAS)" for column in CENTRE_COLUMNS},
     }, units={"volume (ml)": "ml", "mean entropy": "nats", "mean MI": "nats", **{column: "mm" for column in CENTRE_COLUMNS}})
+    if transformNodeID:
+        tableNode.SetNodeReferenceID(CENTRE_TRANSFORM_ROLE, transformNodeID)
+    return tableNode
 
 
 def segmentCentreRAS(tableNode, row):
-    """(R, A, S) of row `row` of a segment table; None for a class with no voxel."""
+    """(R, A, S) of row `row` of a segment table, as stored: the input volume's local RAS; None for a class with no voxel."""
     table = tableNode.GetTable()
     if not 0 <= row < table.GetNumberOfRows():
         raise IndexError(f"row {row} is outside segment table '{tableNode.GetName()}' ({table.GetNumberOfRows()} rows).")
@@ -95,3 +109,15 @@ def segmentCentreRAS(tableNode, row):
                          "expected a segment table of UncertaintySeg.")
     point = tuple(float(column.GetValue(row)) for column in columns)
     return None if any(math.isnan(value) for value in point) else point
+
+
+def segmentCentreWorldRAS(tableNode, row):
+    """(R, A, S) in world RAS of row `row`'s centre: through the table's `CENTRE_TRANSFORM_ROLE` transform (linear or not,
+    as it is now), unchanged without one; None for a class with no voxel."""
+    point = segmentCentreRAS(tableNode, row)
+    transformNode = tableNode.GetNodeReference(CENTRE_TRANSFORM_ROLE)
+    if point is None or transformNode is None:
+        return point
+    toWorld = vtk.vtkGeneralTransform()
+    transformNode.GetTransformToWorld(toWorld)
+    return tuple(float(value) for value in toWorld.TransformPoint(point))

@@ -1,7 +1,9 @@
 """Volume nodes <-> core `Volume`s (arrays in (I, J, K) order, ITK/LPS geometry).
 
 Slicer works in RAS and `arrayFromVolume` is (K, J, I); the core works in LPS and (I, J, K).
-Both conversions are here and nowhere else.
+Both conversions are here and nowhere else. A geometry is a node's own grid, in its local RAS: a
+node under a parent transform (a registered or moved volume) is drawn through that transform, so a
+node made on its grid must observe the same transform (`parentTransformNodeID`) to be drawn on it.
 """
 
 import numpy as np
@@ -40,9 +42,14 @@ def volumeFromNode(volumeNode):
     return Volume(np.array(array), geometryFromNode(volumeNode))
 
 
-def addVolumeNode(scene, array, geometry, name, className="vtkMRMLScalarVolumeNode"):
-    """New volume node from an (I, J, K) array, with display nodes; the array is copied."""
+def addVolumeNode(scene, array, geometry, name, className="vtkMRMLScalarVolumeNode", parentTransformNodeID=None):
+    """New volume node from an (I, J, K) array, with display nodes; the array is copied.
+
+    `parentTransformNodeID`: the transform the node observes, that of the volume whose grid `geometry` is
+    (`inputVolume.GetTransformNodeID()`); None: none, the geometry is in world RAS.
+    """
     node = scene.AddNewNodeByClass(className, scene.GenerateUniqueName(name))
+    node.SetAndObserveTransformNodeID(parentTransformNodeID)
     node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijkToRASFromGeometry(geometry)))
     slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
     node.CreateDefaultDisplayNodes()
