@@ -231,3 +231,18 @@ def test_slicer_ranking_refuses_an_empty_scene_and_mi_without_samples(mrml_scene
         rankVolumeNodes(model="hippocampus", scene=scene)
     with pytest.raises(InputError, match="unknown ranking score"):
         rankVolumeNodes(model="hippocampus", score="variance", scene=scene)
+
+
+def test_listing_the_rankable_volumes_keeps_no_reference_to_them(mrml_scene):
+    """The panel asks for the rankable volumes on every change of its parameters: a removed volume must be freed."""
+    import numpy as np
+    from UncertaintySegLib.io import Geometry
+    from UncertaintySegSlicer.ranking import rankableVolumeNodes
+    from UncertaintySegSlicer.volumes import addVolumeNode
+
+    scene, _ = mrml_scene
+    node = addVolumeNode(scene, np.zeros((4, 4, 4), np.float32), Geometry((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), tuple(np.eye(3).ravel())), "case")
+    references = node.GetReferenceCount()
+    for _ in range(10):
+        assert rankableVolumeNodes(scene) == [node]
+    assert node.GetReferenceCount() == references

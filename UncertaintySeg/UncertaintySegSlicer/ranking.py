@@ -34,8 +34,9 @@ def isRunOutput(volumeNode):
 
 def rankableVolumeNodes(scene):
     """The scene's scalar volumes other than label maps and run outputs, in scene order."""
-    nodes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
-    found = [nodes.GetItemAsObject(index) for index in range(nodes.GetNumberOfItems())]
+    # not GetNodesByClass: its collection is the caller's to delete, and Python never does, so every node stayed referenced
+    volumeClass = "vtkMRMLScalarVolumeNode"
+    found = [scene.GetNthNodeByClass(index, volumeClass) for index in range(scene.GetNumberOfNodesByClass(volumeClass))]
     return [node for node in found if not node.IsA("vtkMRMLLabelMapVolumeNode") and node.GetImageData() is not None
             and not isRunOutput(node)]
 
