@@ -179,7 +179,7 @@ def test_every_widget_with_a_slicer_parameter_name_is_bound_by_a_connector_of_th
 
 
 def test_entering_and_leaving_the_module_leaves_one_connection_per_widget(release):
-    """The Widget connects on enter and disconnects on exit; with Slicer 5.8's connectGui (no tag) connections piled up."""
+    """connectPanel's tag undoes its connections; with Slicer 5.8's connectGui (no tag) they piled up."""
     parameters = release.module.UncertaintySegLogic().getParameterNode()
     widgets, ui = standInPanel(release)
     for _ in range(3):
@@ -188,6 +188,33 @@ def test_entering_and_leaving_the_module_leaves_one_connection_per_widget(releas
         assert {name: widget.connectionCount() for name, widget in widgets.items()} == {name: 1 for name in widgets}
         parameters.disconnectGui(tag)
         assert {name: widget.connectionCount() for name, widget in widgets.items()} == {name: 0 for name in widgets}
+
+
+def test_every_enter_keeps_the_one_binding_and_frees_the_wrapper_it_was_given(release):
+    """enter() asks the Logic for the parameter node: a new wrapper of the same MRML node each time. Binding each one
+    (and unbinding on exit) left, on Slicer 5.8 and 5.10, an observer holding every earlier wrapper."""
+    import gc
+    import weakref
+
+    widgets, ui = standInPanel(release)
+    logic = release.module.UncertaintySegLogic()
+    binding = release.module.PanelBinding()
+    bound = logic.getParameterNode()
+    assert binding.bind(bound, ui) and binding.parameterNode is bound
+    visits = []
+    for _ in range(5):
+        wrapper = logic.getParameterNode()
+        assert not binding.bind(wrapper, ui) and binding.parameterNode is bound
+        visits.append(weakref.ref(wrapper))
+        del wrapper
+    gc.collect()
+    assert [visit() for visit in visits] == [None] * 5
+    assert {name: widget.connectionCount() for name, widget in widgets.items()} == {name: 1 for name in widgets}
+    bound.samples = 9
+    assert widgets["samples"].value == 9
+    # the scene closes: unbound; the new scene's node is bound afresh
+    assert binding.bind(None, ui) and binding.parameterNode is None
+    assert {name: widget.connectionCount() for name, widget in widgets.items()} == {name: 0 for name in widgets}
 
 
 def test_an_error_without_details_shows_no_details_section(release):

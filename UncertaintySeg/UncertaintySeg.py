@@ -134,10 +134,33 @@ class ctkPathLineEditToOptionalPathConnector(GuiConnector):
 def connectPanel(parameterNode, ui):
     """Bind every widget of `ui` that has a SlicerParameterName; returns the tag that `disconnectGui` takes.
     `connectParametersToGui`, not `connectGui`: Slicer 5.8's `connectGui` returns no tag, so its connections could never
-    be undone and would pile up on every enter and exit."""
+    be undone and would pile up."""
     widgets = {widget.property("SlicerParameterName"): widget for widget in vars(ui).values()
                if widget.property("SlicerParameterName")}
     return parameterNode.connectParametersToGui(widgets)
+
+
+class PanelBinding:
+    """The panel's widgets bound to the module's parameter node (a parameterNodeWrapper) while it is the same MRML node.
+
+    Binding again to the same node keeps the binding: Slicer 5.8 and 5.10 never remove the observer that each
+    `connectParametersToGui` adds (5.12 does), so unbinding on exit() and binding the Logic's new wrapper on enter(),
+    as Slicer's template does, left one observer holding one wrapper per visit, and every change got slower."""
+
+    def __init__(self):
+        self.parameterNode = None
+        self._tag = None
+
+    def bind(self, parameterNode, ui):
+        """Bind `ui` to `parameterNode` (None: unbind); True when the binding changed."""
+        if parameterNode is not None and self.parameterNode is not None and parameterNode.parameterNode is self.parameterNode.parameterNode:
+            return False
+        if self.parameterNode is not None:
+            self.parameterNode.disconnectGui(self._tag)
+        self.parameterNode, self._tag = parameterNode, None
+        if parameterNode is not None:
+            self._tag = connectPanel(parameterNode, ui)
+        return True
 
 
 def selectedTableRow(view):
@@ -221,8 +244,7 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
+        self._binding = PanelBinding()
         self._run = None  # the PanelRun in progress
         self._lastRun = (None, None)  # (input volume, RunResult) of the last run loaded: what annotators are compared with
         self._timer = None
@@ -258,11 +280,16 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.cancelRun()
         self.removeObservers()
 
+    @property
+    def _parameterNode(self):
+        return self._binding.parameterNode
+
     def enter(self):
         self.initializeParameterNode()
 
     def exit(self):
-        self.setParameterNode(None)
+        """The panel stays bound to the parameter node while the module is hidden: binding it again on every enter()
+        leaks on Slicer 5.8 and 5.10 (PanelBinding). Runs in progress go on; their outputs are loaded when they end."""
 
     def onSceneStartClose(self, caller, event):
         self.cancelRun()
@@ -279,12 +306,12 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
 
     def setParameterNode(self, inputParameterNode):
+        previous = self._parameterNode
+        if not self._binding.bind(inputParameterNode, self.ui):
+            return
+        if previous is not None:
+            self.removeObserver(previous, vtk.vtkCommand.ModifiedEvent, self.updatePanel)
         if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updatePanel)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = connectPanel(self._parameterNode, self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updatePanel)
             self.updatePanel()
 
