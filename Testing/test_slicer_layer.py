@@ -168,3 +168,47 @@ def test_mc_dropout_adds_a_mutual_information_overlay(mrml_scene, test_case):
     assert single.mutualInformationNode is None
     with pytest.raises(ValueError, match=r"not one of \[.entropy.\]"):
         UncertaintySegLogicBase().run(inputNode, model="hippocampus", device="cpu", overlay="variance")
+
+
+def test_a_segmentation_keeps_its_class_values_when_exported(mrml_scene):
+    """Slicer's export takes the segmentation's label-value table (its labelmap conversion colour table): a map with
+    only class 2 comes back as 2, not renumbered to 1; the table goes with the run."""
+    import vtk
+
+    from UncertaintySegSlicer.runs import removeRun
+    from UncertaintySegSlicer.segmentation import addSegmentationFromLabels
+
+    scene, _ = mrml_scene
+    geometry = Geometry((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), tuple(np.eye(3).ravel()))
+    labels = np.zeros((6, 6, 4), np.uint8)
+    labels[2:4, 2:4, 1:3] = 2
+    inputNode = addVolumeNode(scene, labels.astype(np.float32), geometry, "case")
+    segmentationNode = addSegmentationFromLabels(scene, labels, geometry, ["background", "anterior", "posterior"], "case segmentation", inputNode)
+    classes = segmentationNode.GetLabelmapConversionColorTableNode()
+    assert classes is not None and classes.GetScene() is scene
+    assert [classes.GetColorName(index) for index in range(3)] == ["background", "anterior", "posterior"]
+    exported = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "exported")
+    segmentIds = vtk.vtkStringArray()
+    segmentationNode.GetSegmentation().GetSegmentIDs(segmentIds)
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+        segmentationNode, segmentIds, exported, inputNode, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY, classes)
+    assert np.array_equal(slicer.util.arrayFromVolume(exported).transpose(2, 1, 0), labels)
+
+
+def test_a_run_that_replaces_its_earlier_outputs_keeps_their_names(mrml_scene, test_case):
+    """vtkMRMLScene.GenerateUniqueName remembers removed nodes' names: the second run came back as '... entropy_1'."""
+    scene, _ = mrml_scene
+    image = read_volume(test_case[0])
+    inputNode = addVolumeNode(scene, image.array, image.geometry, "hippocampus case")
+    logic = UncertaintySegLogicBase()
+    first = logic.run(inputNode, model="hippocampus", device="cpu", runName="again")
+    names = sorted(node.GetName() for node in logic._runNodes(first))
+    folder = scene.GetSubjectHierarchyNode().GetItemName(first.folderItemID)
+    second = logic.run(inputNode, model="hippocampus", device="cpu", runName="again")
+    assert first.entropyNode.GetScene() is None
+    assert sorted(node.GetName() for node in logic._runNodes(second)) == names
+    assert scene.GetSubjectHierarchyNode().GetItemName(second.folderItemID) == folder
+    assert scene.GetFirstNodeByName("hippocampus case entropy") is second.entropyNode
+    assert "hippocampus case segmentation classes" in names  # the label-value table is the run's, replaced with it
+    other = logic.run(inputNode, model="hippocampus", device="cpu", runName="another")  # beside it: a name of its own
+    assert other.entropyNode.GetName() == "hippocampus case entropy_1"

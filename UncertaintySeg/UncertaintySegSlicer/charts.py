@@ -13,6 +13,7 @@ import math
 import slicer
 
 from UncertaintySegSlicer.folders import createFolder, placeInFolder
+from UncertaintySegSlicer.names import nodeName
 from UncertaintySegSlicer.sceneChanges import removeNodeWithDependents
 from UncertaintySegSlicer.tables import addTableNode
 
@@ -38,7 +39,7 @@ def addReliabilityTable(scene, name, curve):
 
 
 def _addSeries(scene, name, tableNode, xColumn, yColumn, role, color, plotType, markerStyle, lineStyle):
-    series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", scene.GenerateUniqueName(name))
+    series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", nodeName(scene, name))
     series.SetAndObserveTableNodeID(tableNode.GetID())
     series.SetXColumnName(xColumn)
     series.SetYColumnName(yColumn)
@@ -69,7 +70,7 @@ def reliabilityChart(scene, volumeNode, variant):
     if chart is not None:
         return chart
     name = volumeNode.GetName()
-    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", scene.GenerateUniqueName(f"{name} reliability"))
+    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", nodeName(scene, f"{name} reliability"))
     chart.SetAttribute(CHART_VOLUME_ATTRIBUTE, volumeNode.GetID())
     chart.SetAttribute(CHART_VARIANT_ATTRIBUTE, variant)
     chart.SetXAxisTitle("confidence")

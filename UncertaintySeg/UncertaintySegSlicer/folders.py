@@ -1,9 +1,11 @@
 """Subject-hierarchy folders: one per run, holding its output nodes."""
 
+from UncertaintySegSlicer.names import folderName
+
 
 def createFolder(scene, name):
     shNode = scene.GetSubjectHierarchyNode()
-    return shNode.CreateFolderItem(shNode.GetSceneItemID(), scene.GenerateUniqueName(name))
+    return shNode.CreateFolderItem(shNode.GetSceneItemID(), folderName(scene, name))
 
 
 def placeInFolder(folderItemID, node):

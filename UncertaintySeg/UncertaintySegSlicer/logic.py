@@ -261,8 +261,10 @@ class UncertaintySegLogicBase:
     @staticmethod
     def _runNodes(result):
         """The nodes that belong to the run's folder (the shared chart does not)."""
+        classes = result.segmentationNode.GetLabelmapConversionColorTableNode() if result.segmentationNode else None
         nodes = [*result.probabilityNodes.values(), result.entropyNode, result.mutualInformationNode, result.segmentationNode,
-                 result.segmentTableNode, result.metricsTableNode, result.reliabilityTableNode, *result.plotSeriesNodes.values()]
+                 classes, result.segmentTableNode, result.metricsTableNode, result.reliabilityTableNode,
+                 *result.plotSeriesNodes.values()]
         return [node for node in nodes if node is not None]
 
     @staticmethod

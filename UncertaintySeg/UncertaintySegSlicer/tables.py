@@ -15,6 +15,7 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support
 
+from UncertaintySegSlicer.names import nodeName
 from UncertaintySegSlicer.volumes import ijkToRASFromGeometry
 
 METRIC_COLUMNS = ("metric", "value")
@@ -40,7 +41,7 @@ def _column(name, values):
 
 def addTableNode(scene, name, columns, descriptions=None, units=None):
     """New table node from `columns` ({name: list of values}, all of one length), in that column order."""
-    tableNode = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(name))
+    tableNode = scene.AddNewNodeByClass("vtkMRMLTableNode", nodeName(scene, name))
     table = tableNode.GetTable()
     for columnName, values in columns.items():
         table.AddColumn(_column(columnName, list(values)))

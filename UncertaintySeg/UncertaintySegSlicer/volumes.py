@@ -10,6 +10,7 @@ import numpy as np
 import slicer
 
 from UncertaintySegLib.io import Geometry, Volume
+from UncertaintySegSlicer.names import nodeName
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
@@ -48,7 +49,7 @@ def addVolumeNode(scene, array, geometry, name, className="vtkMRMLScalarVolumeNo
     `parentTransformNodeID`: the transform the node observes, that of the volume whose grid `geometry` is
     (`inputVolume.GetTransformNodeID()`); None: none, the geometry is in world RAS.
     """
-    node = scene.AddNewNodeByClass(className, scene.GenerateUniqueName(name))
+    node = scene.AddNewNodeByClass(className, nodeName(scene, name))
     node.SetAndObserveTransformNodeID(parentTransformNodeID)
     node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijkToRASFromGeometry(geometry)))
     slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
