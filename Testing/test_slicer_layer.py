@@ -172,10 +172,9 @@ def test_mc_dropout_adds_a_mutual_information_overlay(mrml_scene, test_case):
 
 def test_a_segmentation_keeps_its_class_values_when_exported(mrml_scene):
     """Slicer's export takes the segmentation's label-value table (its labelmap conversion colour table): a map with
-    only class 2 comes back as 2, not renumbered to 1; the table goes with the run."""
+    only class 2 comes back as 2, not renumbered to 1."""
     import vtk
 
-    from UncertaintySegSlicer.runs import removeRun
     from UncertaintySegSlicer.segmentation import addSegmentationFromLabels
 
     scene, _ = mrml_scene

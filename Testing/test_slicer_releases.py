@@ -19,6 +19,7 @@ slicer = pytest.importorskip("slicer")
 import qt_stand_ins  # noqa: E402
 from qt_stand_ins import widgetFor  # noqa: E402
 from slicer_release import RELEASES, slicerRelease  # noqa: E402
+from UncertaintySegSlicer.panelGlue import connectPanel  # noqa: E402
 
 UI_FILE = Path(__file__).resolve().parents[1] / "UncertaintySeg" / "Resources" / "UI" / "UncertaintySeg.ui"
 CONCRETE_NODE = {"vtkMRMLNode": "vtkMRMLSegmentationNode"}  # a field of the abstract base takes any node: write one kind
@@ -143,7 +144,7 @@ def test_every_widget_with_a_slicer_parameter_name_is_bound_by_a_connector_of_th
     assert set(widgets) <= set(ParameterNode.allParameters), sorted(set(widgets) - set(ParameterNode.allParameters))
     for name, widget in widgets.items():
         release.wrapper.createGuiConnector(widget, ParameterNode.dataType(name))  # raises RuntimeError when none binds
-    release.module.connectPanel(parameters, ui)
+    connectPanel(parameters, ui)
     for name, widget in widgets.items():
         assert widget.connectionCount() == 1, name
     # unset paths show as empty (a browse dialog then opens in the last folder), not as "."
@@ -183,7 +184,7 @@ def test_entering_and_leaving_the_module_leaves_one_connection_per_widget(releas
     parameters = release.module.UncertaintySegLogic().getParameterNode()
     widgets, ui = standInPanel(release)
     for _ in range(3):
-        tag = release.module.connectPanel(parameters, ui)
+        tag = connectPanel(parameters, ui)
         assert tag is not None
         assert {name: widget.connectionCount() for name, widget in widgets.items()} == {name: 1 for name in widgets}
         parameters.disconnectGui(tag)
@@ -251,5 +252,5 @@ def test_a_scene_with_values_this_version_does_not_offer_opens_with_the_defaults
     parameters = release.module.UncertaintySegLogic().getParameterNode()
     assert (parameters.model, parameters.method.name, parameters.samples, parameters.device) == ("hippocampus", "AUTO", 20, "cuda")
     widgets, ui = standInPanel(release)
-    release.module.connectPanel(parameters, ui)
+    connectPanel(parameters, ui)
     assert widgets["model"].currentText == "hippocampus"
