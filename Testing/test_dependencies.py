@@ -76,7 +76,7 @@ def test_requirements_are_the_core_librarys():
         declared[name.lower()] = minimum
     for importName, (distribution, minimum) in REQUIREMENTS.items():
         assert declared[distribution.lower()] == minimum, distribution
-    assert {"torch", "monai", "simpleitk", "numba", "scipy"} == {d.lower() for d, _ in REQUIREMENTS.values()}
+    assert {"torch", "monai", "simpleitk", "numba", "scipy", "pydantic"} == {d.lower() for d, _ in REQUIREMENTS.values()}
 
 
 def test_this_environment_has_everything_the_panel_needs():

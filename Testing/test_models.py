@@ -103,7 +103,7 @@ def test_unknown_model_name_lists_the_bundled_ones():
 
 @pytest.mark.parametrize("change, message", [
     ({"class_names": ["only"]}, "at least 2 classes"),
-    ({"activation": "relu"}, "'activation' must be"),
+    ({"activation": "relu"}, "activation: expected 'softmax' or 'sigmoid', found 'relu'"),
     ({"roi_size": [16, 16]}, "3-D model"),
     ({"normalization": {"kind": "magic"}}, "normalization.kind"),
     ({"colour": "red"}, "unknown field"),

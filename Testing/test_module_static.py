@@ -154,7 +154,7 @@ def test_panel_rows_name_existing_widgets_and_cover_every_optional_row():
     assert names <= set(ui_widgets()), f"missing in the .ui: {sorted(names - set(ui_widgets()))}"
 
 
-def test_the_module_loads_in_a_slicer_without_torch_monai_numba_scipy_or_matplotlib():
+def test_the_module_loads_in_a_slicer_without_torch_monai_numba_scipy_matplotlib_or_pydantic():
     """Slicer imports the module at startup, before the first Apply can install anything: nothing it imports at load
     time may need those packages (the core and the MRML glue import them inside functions)."""
     import subprocess
@@ -163,7 +163,7 @@ def test_the_module_loads_in_a_slicer_without_torch_monai_numba_scipy_or_matplot
     imported = sorted({node.module for node in module_tree().body if isinstance(node, ast.ImportFrom)
                        and (node.module or "").split(".")[0] in ("UncertaintySegLib", "UncertaintySegSlicer")})
     assert "UncertaintySegSlicer.logic" in imported and "UncertaintySegSlicer.panelRun" in imported
-    blocked = ["torch", "monai", "numba", "scipy", "matplotlib"]
+    blocked = ["torch", "monai", "numba", "scipy", "matplotlib", "pydantic"]
     code = (f"import sys\nfor name in {blocked!r}: sys.modules[name] = None\nsys.path.insert(0, {str(MODULE)!r})\n"
             + "".join(f"import {module}\n" for module in imported))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

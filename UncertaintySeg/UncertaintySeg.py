@@ -43,7 +43,7 @@ from UncertaintySegSlicer.process import FAILED, RUNNING, SUCCEEDED
 # Optional rows of the panel (panelChoices.panelVisibility) -> the widgets that show or hide with them.
 PANEL_ROWS = {
     "modelFile": ("modelFileLabel", "modelFileSelector"),
-    "modelFolder": ("modelFolderLabel", "modelFolderSelector"),
+    "modelFolder": ("modelFolderLabel", "modelFolderSelector", "trustBundleCheckBox"),
     "probabilitiesFile": ("probabilitiesFileLabel", "probabilitiesFileSelector"),
     "classNames": ("classNamesLabel", "classNamesEdit"),
     "method": ("methodLabel", "methodSelector"),
@@ -140,6 +140,7 @@ class UncertaintySegParameterNode:
     model: Annotated[str, Choice(modelChoices(bundled_model_names()))] = "hippocampus"
     modelFile: Optional[Path]
     modelFolder: Optional[Path]
+    trustBundle: bool = False  # let MONAI run a bundle's config code (`predict --trust-bundle`); shown with modelFolder
     probabilitiesFile: Optional[Path]
     classNames: str = ""
     device: Annotated[str, Choice(DEVICES)] = "auto"

@@ -30,6 +30,8 @@ import numpy as np
 
 from .data import SPLITS
 from .errors import InputError
+from .option_types import at_least, device, seed
+from .predict_command import add_trust_bundle_argument
 
 METHOD_CHOICES = ("temperature", "vector", "platt", "auxconv", "finetune", "histogram", "isotonic")
 ROI_CHOICES = ("bbox", "mask", "none")
@@ -41,11 +43,12 @@ def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
                                                      "auxiliary convolution, last-layer fine-tuning) on labelled cases")
     parser.add_argument("--model", nargs="+", required=True, help="bundled model name, model folder or model.json, MONAI "
                                                                   "bundle folder, or TorchScript file; several: one ensemble")
+    add_trust_bundle_argument(parser)
     parser.add_argument("--method", required=True, help=f"one of {', '.join(METHOD_CHOICES)}")
     parser.add_argument("--data-root", type=Path, help="folder holding Task04_Hippocampus/ (default: as `train` finds it)")
     parser.add_argument("--download", action="store_true", help="download MSD Task04 into the user cache if it is not found")
     parser.add_argument("--split", choices=SPLITS, default="calibration", help="labelled cases to fit on (default: calibration)")
-    parser.add_argument("--max-cases", type=int, help="use only the split's first N cases (quick experiments)")
+    parser.add_argument("--max-cases", type=at_least(1), help="use only the split's first N cases (quick experiments)")
     parser.add_argument("--roi", choices=ROI_CHOICES, default="bbox",
                         help="voxels fitted on: bbox (reference foreground box dilated 8 mm in-plane, 2 slices "
                              "out-of-plane, as `evaluate --roi bbox`), mask (--mask), none (whole volume) (default: bbox)")
@@ -54,16 +57,16 @@ def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
                         help="fit on at most N ROI voxels per case and network, drawn at random (seeded); 0: all (default: 200000)")
     parser.add_argument("--holdout-fraction", type=float, default=0.2,
                         help="fraction of the cases set aside for the report, never fitted on; 0: fit on all (default: 0.2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the case split and the voxel sampling (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the case split and the voxel sampling (default: 0)")
     parser.add_argument("--kernel-size", type=int, default=5, help="auxconv: convolution kernel size (default: 5)")
-    parser.add_argument("--bins", type=int, default=15, help="histogram: equal-width confidence bins (default: 15)")
-    parser.add_argument("--epochs", type=int, default=50, help="auxconv, finetune: at most this many epochs (default: 50)")
+    parser.add_argument("--bins", type=at_least(1), default=15, help="histogram: equal-width confidence bins (default: 15)")
+    parser.add_argument("--epochs", type=at_least(1), default=50, help="auxconv, finetune: at most this many epochs (default: 50)")
     parser.add_argument("--learning-rate", type=float,
                         help="auxconv, finetune: Adam learning rate (default: 5e-3 for auxconv; for finetune 1e-3 if the "
                              "model was trained with a Dice loss, 1e-4 with cross-entropy)")
     parser.add_argument("--loss", choices=("ce", "dice", "dice_ce"),
                         help="finetune: the loss the model was trained with (default: from its training_summary.json)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", type=device, default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     return parser
 
 
@@ -115,7 +118,7 @@ def run_calibrate(args, progress) -> None:
     cases = load_split(data_root, args.split)[: args.max_cases]
     masks = find_volumes(args.mask, "mask") if args.roi == "mask" else None
     progress("loading model", 0.0)
-    model = combine_models([load_model(path) for path in args.model])
+    model = combine_models([load_model(path, trust_bundle=args.trust_bundle) for path in args.model])
     fingerprint = model_fingerprint(model)
     calibrator = make_calibrator(args)
     fit_cases, held_out = split_holdout(cases, args.holdout_fraction, args.seed) if args.holdout_fraction and len(cases) > 1 else (cases, [])

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -18,8 +20,9 @@ from .compare_command import add_compare_parser, run_compare
 from .dropout_command import add_insert_dropout_parser, run_insert_dropout
 from .errors import InputError
 from .evaluate import add_evaluate_parser, run_evaluate
-from .io import require_new_output_folder
+from .output_folders import refuse_output_over_inputs, require_new_output_folder
 from .ood_command import add_ood_parser, run_ood
+from .option_types import at_least, device, seed
 from .predict_command import add_predict_parser, check_predict_arguments, run_predict
 from .rank_command import add_rank_parser, run_rank
 
@@ -48,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--case", help="case id from the test split (default: the split's first case)")
     demo.add_argument("--data-root", type=Path, help="folder holding Task04_Hippocampus/")
     demo.add_argument("--download", action="store_true", help="download MSD Task04 into the user cache if it is not found")
-    demo.add_argument("--device", default="auto")
+    demo.add_argument("--device", type=device, default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, mps")
     _add_common(demo)
 
     train = commands.add_parser("train", help="train a MONAI U-Net with dropout (or a Probabilistic U-Net) on the hippocampus train split")
@@ -59,16 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--channels", type=parse_channels, default=(16, 32, 64, 128), metavar="C1,C2,...",
                        help="channels per U-Net level (and per prior/posterior encoder level); default: 16,32,64,128")
     train.add_argument("--beta", type=float, default=1.0, help="probabilistic_unet: weight of the KL term in the ELBO (default: 1)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--epochs", type=int, default=60)
-    train.add_argument("--patience", type=int, default=15, help="stop after this many epochs without a better validation Dice")
+    train.add_argument("--seed", type=seed, default=0)
+    train.add_argument("--epochs", type=at_least(1), default=60)
+    train.add_argument("--patience", type=at_least(1), default=15, help="stop after this many epochs without a better validation Dice")
     train.add_argument("--name", default="hippocampus", help="model name written into model.json")
-    train.add_argument("--max-cases", type=int, help="use only the first N cases of the train split (quick experiments)")
-    train.add_argument("--members", type=int, default=1, help="train a deep ensemble of N members seeded seed, seed+1, ...")
+    train.add_argument("--max-cases", type=at_least(1), help="use only the first N cases of the train split (quick experiments)")
+    train.add_argument("--members", type=at_least(1), default=1, help="train a deep ensemble of N members seeded seed, seed+1, ...")
     train.add_argument("--min-validation-dice", type=float, default=0.0,
                        help="set aside a run whose best validation Dice stays below this (collapsed) and train the next seed")
-    train.add_argument("--workers", type=int, default=1, help="train this many members at once, in separate processes")
-    train.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    train.add_argument("--workers", type=at_least(1), default=1, help="train this many members at once, in separate processes")
+    train.add_argument("--device", type=device, default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     train.add_argument("--data-root", type=Path)
     train.add_argument("--download", action="store_true")
     _add_common(train)
@@ -83,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     from .progress import Progress
 
     progress = Progress(args.progress)
+    previous_sigterm = _sigterm_raises()
     try:
         if args.out is not None:  # predict --list-layers has none
+            refuse_output_over_inputs(args.out, inputs_read_by(args))  # even with --overwrite: never an input
             require_new_output_folder(args.out, args.overwrite)  # before long work, not only when writing
         {"predict": run_predict, "evaluate": run_evaluate, "demo": run_demo, "train": run_train,
          "insert-dropout": run_insert_dropout, "ood": run_ood, "calibrate": run_calibrate, "compare": run_compare,
@@ -92,17 +97,87 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; no output was written.", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # Ctrl+C, or SIGTERM (the panel's Cancel): staging folders are gone by now
+        how = " (SIGTERM)" if isinstance(interrupt, Terminated) else ""
+        print(f"error: interrupted{how}; no output was written.", file=sys.stderr)
         return 1
     except Exception as error:  # a failure, not bad input: say what happened, keep the traceback for the log
         if os.environ.get("UNCERTAINTYSEG_DEBUG"):
             traceback.print_exc()
         print(f"error: uncertaintyseg {args.command} failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
     progress("done", 1.0)
     return 0
 
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, so that it unwinds like Ctrl+C: every staging folder is removed."""
+
+
+def _sigterm_raises():
+    """Make SIGTERM raise Terminated (once; a second SIGTERM during the clean-up is ignored); the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None  # signal handlers can only be set from the main thread
+
+    def terminate(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, terminate)
+
+
+def inputs_read_by(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """(argument, existing path) for every path the parsed command reads: any path-like or path-naming value
+    but --out (lists too; NAME=DIR; bundled model names; a model file's model.json and weights), and the data
+    set under --data-root (or the default data root) for commands that read it. A new command gets it for free."""
+    from .data import TASK, data_root_candidates
+    from .models import BUNDLED_MODELS_DIR
+
+    found = []
+    for dest, value in vars(args).items():
+        if dest in ("out", "command", "progress", "data_root") or isinstance(value, bool):
+            continue
+        argument = "--" + dest.replace("_", "-")
+        for item in _flattened(value):
+            if not isinstance(item, (str, os.PathLike)) or not str(item):
+                continue
+            path = Path(item)
+            if not os.path.lexists(path) and isinstance(item, str):
+                if "=" in item:  # NAME=DIR (evaluate --pred)
+                    path = Path(item.split("=", 1)[1])
+                elif dest == "model" and path.name == item:  # a bundled model's name
+                    path = BUNDLED_MODELS_DIR / item
+            if os.path.lexists(path):
+                found.append((argument, path))
+                if dest == "model" and path.is_file():
+                    found += [(argument, file) for file in _model_files_beside(path)]
+    if "data_root" in vars(args):  # the command reads the data set: its folders are inputs, the root itself not
+        roots = [folder for folder, _ in data_root_candidates(args.data_root) if (folder / TASK).is_dir()][:1]
+        argument = "--data-root" if args.data_root else "the data set (default data root)"
+        found += [(argument, root / name) for root in roots for name in (TASK, "ood") if (root / name).exists()]
+    return found
+
+
+def _flattened(value):
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _flattened(item)
+    else:
+        yield value
+
+
+def _model_files_beside(path: Path) -> list[Path]:
+    """A model file's spec and the weights it names (read when the model loads)."""
+    spec = path if path.suffix == ".json" else path.parent / "model.json"
+    try:
+        weights = json.loads(spec.read_text()).get("weights", "model.pt")
+    except (OSError, ValueError, AttributeError):
+        return [spec] if spec.is_file() else []
+    names = [weights] if isinstance(weights, str) else [name for name in weights if isinstance(name, str)]
+    return [spec] + [spec.parent / name for name in names if (spec.parent / name).exists()]
 
 def run_demo(args, progress) -> None:
     from .demo import run_demo as demo

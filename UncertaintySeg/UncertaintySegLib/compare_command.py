@@ -26,6 +26,8 @@ from pathlib import Path
 
 from .data import SPLITS
 from .errors import InputError
+from .option_types import at_least, device, seed
+from .predict_command import add_trust_bundle_argument
 
 ROI_CHOICES = ("bbox", "whole")
 
@@ -37,26 +39,27 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
                                                    "on labelled cases: tables, reliability diagrams, ensemble-size curve")
     parser.add_argument("--model", action="append", required=True,
                         help="bundled model name or model folder; repeat for several (e.g. a Dice- and a CE-trained model)")
+    add_trust_bundle_argument(parser)
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help=f"comma-separated, from {', '.join(METHODS)} (default: {','.join(DEFAULT_METHODS)})")
     parser.add_argument("--data-root", type=Path, help="folder holding Task04_Hippocampus/")
     parser.add_argument("--download", action="store_true", help="download MSD Task04 into the user cache if it is not found")
     parser.add_argument("--split", choices=SPLITS, default="test", help="cases to evaluate on (default: test)")
     parser.add_argument("--fit-split", choices=SPLITS, default="calibration", help="cases to fit on (default: calibration)")
-    parser.add_argument("--max-cases", type=int, help="evaluate on the split's first N cases only (quick runs)")
+    parser.add_argument("--max-cases", type=at_least(1), help="evaluate on the split's first N cases only (quick runs)")
     parser.add_argument("--max-fit-cases", type=int, help="fit on the fit split's first N cases only (quick runs)")
     parser.add_argument("--roi", choices=ROI_CHOICES, default="bbox",
                         help="where calibrators are fitted and calibration is measured (default: bbox, the reference "
                              "foreground box dilated 8 mm in-plane, 2 slices out-of-plane)")
-    parser.add_argument("--bins", type=int, default=20, help="equal-width bins for ECE (default: 20)")
-    parser.add_argument("--samples", type=int, default=20, help="MC dropout passes (default: 20)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of MC dropout, voxel sampling and hold-out splits")
+    parser.add_argument("--bins", type=at_least(1), default=20, help="equal-width bins for ECE (default: 20)")
+    parser.add_argument("--samples", type=at_least(1), default=20, help="MC dropout passes (default: 20)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of MC dropout, voxel sampling and hold-out splits")
     parser.add_argument("--max-voxels-per-case", type=int, default=200_000,
                         help="fit logit calibrators on at most N ROI voxels per case (0: all; default: 200000)")
     parser.add_argument("--kernel-size", type=int, default=5, help="auxconv kernel size (default: 5)")
-    parser.add_argument("--epochs", type=int, default=50, help="auxconv and finetune: at most this many epochs (default: 50)")
+    parser.add_argument("--epochs", type=at_least(1), default=50, help="auxconv and finetune: at most this many epochs (default: 50)")
     parser.add_argument("--histogram-bins", type=int, default=15, help="histogram binning's bins (default: 15)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", type=device, default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     return parser
 
 
@@ -133,7 +136,7 @@ def run_compare(args, progress) -> dict:
     data_root = resolve_data_root(args.data_root, args.download)
     cases = load_split(data_root, args.split)[: args.max_cases]
     fit_cases = load_split(data_root, args.fit_split)[: args.max_fit_cases]
-    models = [load_model(name) for name in args.model]
+    models = [load_model(name, trust_bundle=args.trust_bundle) for name in args.model]
     classes = {tuple(model.spec.class_names) for model in models}
     if len(classes) > 1:
         raise InputError(f"the models segment different classes ({'; '.join(', '.join(c) for c in classes)}): "

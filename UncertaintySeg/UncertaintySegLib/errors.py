@@ -7,3 +7,8 @@ class InputError(ValueError):
 
 class ModelError(InputError):
     """A model file or model spec that cannot be used."""
+
+
+class NonFiniteOutputError(RuntimeError):
+    """A network or a calibrator produced NaN/Inf values: a failure of the model (the CLI exits with code 1), not bad input.
+    Raised before anything is written."""

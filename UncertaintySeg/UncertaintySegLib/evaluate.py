@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .option_types import at_least
 from .io import READABLE, Volume, atomic_output_folder, read_volume
 from .outputs import OUTPUT_FILES, SAMPLE_MAP_FILES
 from .roi import ROI_KINDS, roi_mask
@@ -59,7 +60,7 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
                         help="where calibration, NLL and Brier are measured: whole volume, --mask, or bbox (reference "
                              "foreground box dilated 8 mm in-plane, 2 slices out-of-plane)")
     parser.add_argument("--mask", type=Path, help="ROI mask volume, or a folder of masks named by case id (--roi mask)")
-    parser.add_argument("--bins", type=int, default=20, help="number of calibration bins (default: 20)")
+    parser.add_argument("--bins", type=at_least(1), default=20, help="number of calibration bins (default: 20)")
     parser.add_argument("--error-confidence-axis", type=int, choices=(0, 1, 2), default=2,
                         help="axis of the (I, J, K) volume whose slices are scored TP/FP/FN/TN in "
                              "error_confidence.csv (default: 2)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, NonFiniteOutputError
 from .io import Volume
 from .models import ModelSpec
 
@@ -71,13 +71,14 @@ def normalize_intensity(image, normalization: dict):
 
 
 def predict_logits(network, spec: ModelSpec, image: np.ndarray, device: str = "auto", overlap: float = 0.25,
-                   sw_batch_size: int = 1, draw: bool = False):
+                   sw_batch_size: int = 1, draw: bool = False, sample: str | None = None):
     """`(C_in, I, J, K)` voxels -> logits `(C_out, I, J, K)` float32 on the CPU, on the input's grid.
 
     `network` is one network of a `LoadedModel` (moved to `device`); with `draw`, every window is
     predicted by `network.sample` (a stochastic model's draw) instead of its forward. A model whose spec says it
     outputs probabilities is converted to logits (log for softmax, logit for sigmoid) so that
-    the activation gives them back.
+    the activation gives them back. NaN/Inf outputs raise `NonFiniteOutputError` naming the network
+    (and `sample`, a label for the message).
     """
     import torch
     from monai.inferers import sliding_window_inference
@@ -92,13 +93,49 @@ def predict_logits(network, spec: ModelSpec, image: np.ndarray, device: str = "a
         )[0].float().cpu()
     if output.shape[0] != spec.output_channels:
         raise InputError(
-            f"model '{spec.name}' returned {output.shape[0]} channels but its spec lists {spec.num_classes} classes "
-            f"({', '.join(spec.class_names)}); fix 'class_names' in model.json."
+            f"model '{spec.name}' returned {output.shape[0]} channels, but its spec (activation '{spec.activation}', "
+            f"{spec.num_classes} classes: {', '.join(spec.class_names)}) expects {spec.output_channels}: 'sigmoid' takes one "
+            "foreground channel and 'softmax' one channel per class (two or more); fix 'activation' or 'class_names' in model.json."
         )
+    check_finite_logits(output, spec.name, sample)  # before the clamp below, which would hide inf probabilities
     if spec.output == "probabilities":
         probabilities = output.clamp(1e-7, 1 - 1e-7)
         output = torch.logit(probabilities) if spec.activation == "sigmoid" else probabilities.log()
     return output
+
+
+def count_non_finite(tensor) -> int:
+    """NaN/Inf entries of a tensor: one sum (no temporary; any NaN/Inf makes it non-finite), counted only then."""
+    import torch
+
+    if bool(torch.isfinite(tensor.sum())):
+        return 0
+    return int(tensor.numel() - torch.isfinite(tensor).sum())
+
+
+def check_finite_logits(logits, model_name: str, label: str | None = None, calibrator=None) -> None:
+    """Refuse (NonFiniteOutputError) NaN/Inf logits `(C, *spatial)` of one sample (`label`), naming the stage that
+    made them: the network (`calibrator` None) or the calibrator given (a callable, e.g. `Calibrator.transform`),
+    whose input was checked finite. Costs one read of the logits, already in memory, per sample and stage."""
+    bad = count_non_finite(logits)
+    if not bad:
+        return
+    where = f"{bad} of {logits.numel()}" + (f", sample '{label}'" if label and label != "inference" else "")
+    if calibrator is None:
+        raise NonFiniteOutputError(
+            f"the network '{model_name}' produced {bad} non-finite logits (NaN/Inf) on this image ({where}): its weights "
+            "may be damaged (NaN/Inf in the weights file) or it overflows on this input; check or restore the model's "
+            "weights. Nothing was written.")
+    owner = getattr(calibrator, "__self__", calibrator)
+    method = getattr(owner, "method", type(owner).__name__)
+    try:
+        parameters = f" ({owner._parameters_text()})"
+    except Exception:  # not a Calibrator, or not fitted: name it only
+        parameters = ""
+    raise NonFiniteOutputError(
+        f"the calibrator '{method}'{parameters} turned finite logits into {bad} non-finite ones (NaN/Inf; model "
+        f"'{model_name}', {where}): its parameters are damaged or extreme; fit it again with `uncertaintyseg calibrate`. "
+        "Nothing was written.")
 
 
 def probabilities_from_logits(logits, activation: str = "softmax"):

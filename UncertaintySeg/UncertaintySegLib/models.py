@@ -74,51 +74,20 @@ class ModelSpec:
 
 
 def spec_from_json(data: dict, source: str = "model.json") -> ModelSpec:
-    """Validate a parsed `model.json`; every problem is reported with what to fix."""
-    def fail(message: str):
-        raise ModelError(f"{source}: {message}")
+    """Validate a parsed `model.json` against `schemas.ModelSpecSchema` (strict: "1" is not an int, "abc" is not a
+    list of names); ModelError with one line per bad field, '<source>: <field>: expected ..., found ...'."""
+    from .schemas import ModelSpecSchema, validate
 
-    if not isinstance(data, dict):
-        fail(f"expected a JSON object, found {type(data).__name__}")
-    for key in ("name", "class_names"):
-        if key not in data:
-            fail(f"missing required field '{key}'")
-    known = set(ModelSpec.__dataclass_fields__)
-    unknown = sorted(set(data) - known)
-    if unknown:
-        fail(f"unknown field(s) {unknown}; expected only {sorted(known)}")
-    weights = data.get("weights", ModelSpec.weights)
-    if not (isinstance(weights, str) or (isinstance(weights, list) and weights and all(isinstance(w, str) for w in weights))):
-        fail(f"'weights' must be a file name or a non-empty list of file names (ensemble members), found {weights!r}")
-    spec = ModelSpec(**{**data, "class_names": tuple(data["class_names"]), "weights": weights if isinstance(weights, str) else tuple(weights),
-                        "roi_size": tuple(data.get("roi_size", ModelSpec.roi_size)),
-                        "flip_axes": None if data.get("flip_axes") is None else tuple(data["flip_axes"])})
-    if len(spec.class_names) < 2:
-        fail(f"'class_names' must list at least 2 classes including background, found {list(spec.class_names)}")
-    if spec.output not in ("logits", "probabilities"):
-        fail(f"'output' must be 'logits' or 'probabilities', found '{spec.output}'")
-    if spec.activation not in ("softmax", "sigmoid"):
-        fail(f"'activation' must be 'softmax' or 'sigmoid', found '{spec.activation}'")
-    if spec.activation == "sigmoid" and spec.num_classes != 2:
-        fail("'sigmoid' is supported for one foreground channel: 'class_names' must be [background, foreground]")
-    if spec.spatial_dims != 3 or len(spec.roi_size) != 3 or min(spec.roi_size) < 1:
-        fail(f"expected a 3-D model with a 3-value 'roi_size', found spatial_dims={spec.spatial_dims}, roi_size={list(spec.roi_size)}")
-    if spec.normalization.get("kind") not in NORMALIZATION_KINDS:
-        fail(f"'normalization.kind' must be one of {NORMALIZATION_KINDS}, found {spec.normalization.get('kind')!r}")
-    if spec.format not in FORMATS:
-        fail(f"'format' must be one of {FORMATS}, found '{spec.format}'")
-    if spec.format == "monai_network" and not (isinstance(spec.network, dict) and "name" in spec.network):
-        fail("format 'monai_network' needs 'network': {\"name\": <MONAI network class>, \"args\": {...}}")
-    if spec.flip_axes is not None and not set(spec.flip_axes) <= {0, 1, 2}:
-        fail(f"'flip_axes' lists the (I, J, K) axes the network is flip-invariant on, among 0, 1, 2; found {list(spec.flip_axes)}")
-    if not isinstance(spec.stochastic, bool):
-        fail(f"'stochastic' must be true or false (true: the network's forward is random by design), found {spec.stochastic!r}")
-    inserted = spec.inserted_dropout
-    if inserted is not None and not (isinstance(inserted, dict) and inserted.get("placement") in ("decoder", "center")
-                                     and isinstance(inserted.get("p"), (int, float)) and spec.format == "monai_network"):
-        fail(f"'inserted_dropout' must be {{\"placement\": \"decoder\"|\"center\", \"p\": <0..1>, \"retrained\": true|false}} "
-             f"on a monai_network model, found {inserted!r}")
-    return spec
+    checked = validate(ModelSpecSchema, data, source, ModelError)
+    return ModelSpec(
+        name=checked.name, description=checked.description, class_names=tuple(checked.class_names),
+        input_channels=checked.input_channels, spatial_dims=checked.spatial_dims, roi_size=tuple(checked.roi_size),
+        normalization=checked.normalization.to_dict(), output=checked.output, activation=checked.activation,
+        format=checked.format, network=None if checked.network is None else checked.network.model_dump(),
+        weights=checked.weights if isinstance(checked.weights, str) else tuple(checked.weights),
+        inserted_dropout=None if checked.inserted_dropout is None else checked.inserted_dropout.model_dump(),
+        flip_axes=None if checked.flip_axes is None else tuple(checked.flip_axes), stochastic=checked.stochastic,
+    )
 
 
 def read_spec(path: Path) -> ModelSpec:
@@ -165,9 +134,12 @@ def bundled_model_names() -> list[str]:
     return sorted(p.name for p in BUNDLED_MODELS_DIR.iterdir() if (p / "model.json").is_file())
 
 
-def load_model(model: str | Path) -> LoadedModel:
+def load_model(model: str | Path, trust_bundle: bool = False) -> LoadedModel:
     """Load a bundled model by name, a folder with `model.json`, a `model.json` file, a MONAI
-    bundle folder, or a weights file (TorchScript or state_dict) with a `model.json` beside it."""
+    bundle folder, or a weights file (TorchScript or state_dict) with a `model.json` beside it.
+
+    A MONAI bundle's config is read as data unless `trust_bundle` (`--trust-bundle`): then MONAI's
+    ConfigParser runs it, `$` expressions and any `_target_` included (see `bundle.py`)."""
     path = Path(model)
     if not path.exists():
         if path.name == str(model) and model in bundled_model_names():
@@ -181,7 +153,7 @@ def load_model(model: str | Path) -> LoadedModel:
     if path.is_dir() and (path / "configs").is_dir() and not (path / "model.json").exists():
         from .bundle import load_bundle
 
-        return load_bundle(path)
+        return load_bundle(path, trust_bundle=trust_bundle)
     if path.is_dir():
         spec_path = path / "model.json"
     elif path.suffix == ".json":

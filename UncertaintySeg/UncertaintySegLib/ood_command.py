@@ -24,8 +24,9 @@ import numpy as np
 
 from .data import SPLITS
 from .errors import InputError
+from .option_types import at_least, device
 from .ood import CORRUPTIONS, SEVERITIES
-from .predict_command import add_sampling_arguments, sampling_plan
+from .predict_command import add_sampling_arguments, add_trust_bundle_argument, sampling_plan
 
 IN_DISTRIBUTION = "in-distribution"
 OOD_SCANS = (  # (group, case, kind): files <data root>/ood/<case>_image.nii.gz
@@ -43,12 +44,13 @@ def add_ood_parser(subparsers) -> argparse.ArgumentParser:
                                                "segment entropy and measure how well it separates them (AUROC)")
     parser.add_argument("--model", nargs="+", required=True, help="bundled model name, model folder or model.json, MONAI "
                                                                   "bundle folder, or TorchScript file; several: one ensemble")
+    add_trust_bundle_argument(parser)
     add_sampling_arguments(parser, seed_help="seed of the first MC dropout pass or draw and of the corruptions (default: 0)")
     parser.add_argument("--data-root", type=Path, help="folder holding Task04_Hippocampus/ and ood/ (default: as `train` finds it)")
     parser.add_argument("--split", choices=SPLITS, default="test", help="in-distribution cases (default: test)")
-    parser.add_argument("--max-cases", type=int, help="use only the split's first N cases")
+    parser.add_argument("--max-cases", type=at_least(1), help="use only the split's first N cases")
     parser.add_argument("--severities", default="1,2,3", help="corruption severities among 1 (mild), 2, 3 (strong) (default: 1,2,3)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", type=device, default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     return parser
 
 
@@ -76,7 +78,7 @@ def run_ood(args, progress) -> None:
     data_root = resolve_data_root(args.data_root)
     cases = load_split(data_root, args.split)[: args.max_cases]
     progress("loading model", 0.0)
-    model = combine_models([load_model(path) for path in args.model])
+    model = combine_models([load_model(path, trust_bundle=args.trust_bundle) for path in args.model])
     plan = sampling_plan(args, len(model.networks))
     scans, notes = ood_scans(data_root)
     rows = score_all(cases, scans, model, plan, severities, args, progress)

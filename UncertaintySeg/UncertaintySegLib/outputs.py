@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .io import Volume, atomic_output_folder, write_volume
 from .pipeline import Prediction
+from .schemas import without_nan
 
 OUTPUT_FILES = {"probabilities": "probabilities.nrrd", "entropy": "entropy.nrrd", "labels": "labels.nrrd"}
 FEATURE_MAPS_FOLDER = "feature_maps"
@@ -54,7 +55,7 @@ def write_prediction_files(folder: Path, prediction: Prediction, record: dict) -
     write_volume(folder / OUTPUT_FILES["labels"], prediction.label_volume)
     for name, array in prediction.sample_maps().items():
         write_volume(folder / SAMPLE_MAP_FILES[name], Volume(array, prediction.geometry))
-    (folder / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    (folder / "run.json").write_text(json.dumps(without_nan(record), indent=2, allow_nan=False) + "\n")  # valid JSON: null, never NaN
 
 
 def write_feature_map_files(folder: Path, maps: dict, geometry) -> dict:

@@ -45,6 +45,17 @@ def _read_nnunet_npz(path: Path, axes: str) -> np.ndarray:
     if axes not in NNUNET_AXES:
         raise InputError(f"nnU-Net axes must be one of {NNUNET_AXES}, found '{axes}'.")
     try:
+        with open(path, "rb") as file:
+            head = file.read(6)
+    except OSError as error:
+        raise InputError(f"cannot read '{path}' ({error}).") from None
+    if head.startswith(b"\x93NUMPY"):  # np.load would return the bare array
+        raise InputError(f"'{path}' is a single NumPy array (.npy), not an .npz archive: expected nnU-Net's --save_probabilities "
+                         "output, an .npz holding a 'probabilities' array (np.savez(path, probabilities=array)).")
+    if not head.startswith(b"PK"):  # np.load would try it as a pickle and say so
+        raise InputError(f"'{path}' is not a NumPy .npz archive (a zip file): expected nnU-Net's --save_probabilities "
+                         "output, an .npz holding a 'probabilities' array.")
+    try:
         with np.load(path, allow_pickle=False) as archive:
             if "probabilities" not in archive:
                 raise InputError(f"'{path}' has no 'probabilities' array (found {sorted(archive.files)}): expected nnU-Net's --save_probabilities output.")

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from .errors import InputError
+from .option_types import at_least, device, flag_threshold, probability, seed
 from .sampling import METHODS, SamplingPlan, default_plan, parse_method
 
 SEGMENTS_FILE = "segments.csv"
@@ -33,10 +34,18 @@ def add_sampling_arguments(parser, seed_help: str = "seed of the first MC dropou
     """--method, --samples, --seed and --tta-axes: what `sampling_plan(args, members)` reads."""
     parser.add_argument("--method", help=f"{', '.join(METHODS)}, or a combination such as ensemble+tta or ensemble+mc_dropout "
                                          "(default: ensemble for an ensemble model, else softmax)")
-    parser.add_argument("--samples", type=int, default=20,
+    parser.add_argument("--samples", type=at_least(1), default=20,
                         help="MC dropout passes / stochastic draws (--method sample) per network and flip (default: 20)")
-    parser.add_argument("--seed", type=int, default=0, help=seed_help)
+    parser.add_argument("--seed", type=seed, default=0, help=seed_help)
     parser.add_argument("--tta-axes", default="0,1,2", help="image axes (0=I, 1=J, 2=K) whose flips TTA combines (default: 0,1,2: 8 flips)")
+
+
+def add_trust_bundle_argument(parser) -> None:
+    """--trust-bundle: let MONAI's ConfigParser run a MONAI bundle's config (its `$` expressions and `_target_`s)."""
+    parser.add_argument("--trust-bundle", action="store_true",
+                        help="a MONAI bundle's configs/inference.json is code to MONAI ($ expressions, any _target_): by "
+                             "default it is read as data and refused if it holds code; with this flag MONAI's ConfigParser "
+                             "runs it. Only for bundles whose code you trust")
 
 
 def add_predict_parser(subparsers) -> argparse.ArgumentParser:
@@ -49,13 +58,14 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
     source.add_argument("--probabilities", type=Path, help="probabilities saved by another tool: nnU-Net .npz or a 4-D volume")
     predict.add_argument("--class-names", help="comma-separated class names for --probabilities (default: class 0, class 1, ...)")
     predict.add_argument("--nnunet-axes", choices=("zyx", "xyz"), default="zyx", help="axis order of an nnU-Net .npz (default: zyx, nnU-Net's own)")
+    add_trust_bundle_argument(predict)
     add_sampling_arguments(predict)
     predict.add_argument("--insert-dropout", choices=("decoder", "center"),
                          help="insert dropout into a MONAI UNet without it (not retrained: see `insert-dropout --retrain`)")
-    predict.add_argument("--dropout-p", type=float, default=0.1, help="probability of inserted dropout (default: 0.1)")
+    predict.add_argument("--dropout-p", type=probability, default=0.1, help="probability of inserted dropout (default: 0.1)")
     predict.add_argument("--save-samples", action="store_true", help="also write every sample's probabilities under samples/")
     predict.add_argument("--normalize-uncertainty", action="store_true", help="divide entropy, expected entropy and MI by log C (range [0, 1])")
-    predict.add_argument("--flag-threshold", help="mean segment entropy above which a segment is flagged 'check': a number, "
+    predict.add_argument("--flag-threshold", type=flag_threshold, help="mean segment entropy above which a segment is flagged 'check': a number, "
                                                   "or the thresholds.json that `evaluate` fits on labelled cases")
     predict.add_argument("--calibrator", type=Path, help="apply a calibrator written by `uncertaintyseg calibrate` to every "
                                                          "forward pass's logits (it must have been fitted for this model)")
@@ -64,7 +74,7 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
                               "without a layer: each UNet encoder and decoder block's last convolution, channel mean")
     predict.add_argument("--list-layers", action="store_true", help="print the model's layers (name, type, output channels) "
                                                                     "and exit; needs only --model, writes nothing")
-    predict.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    predict.add_argument("--device", type=device, default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     return predict
 
 
@@ -83,7 +93,7 @@ def print_layers(args) -> None:
     from .feature_maps import default_layers, list_layers
     from .models import load_model
 
-    model = load_model(args.model[0])
+    model = load_model(args.model[0], trust_bundle=args.trust_bundle)
     network = model.network
     layers = list_layers(network, model.spec)
     try:
@@ -122,7 +132,13 @@ def read_thresholds(value: str | None, normalized: bool) -> dict | float | None:
     if units != wanted:
         raise InputError(f"thresholds in {value} are in {units}, this run's entropy is in {wanted}: "
                          f"{'drop' if units == 'nats' else 'add'} --normalize-uncertainty or fit thresholds in the same units.")
-    return {name: float(threshold) for name, threshold in thresholds.items()}
+    try:
+        values = {name: float(threshold) for name, threshold in thresholds.items()}
+    except (TypeError, ValueError):
+        values = None
+    if values is None or not all(math.isfinite(threshold) and threshold >= 0 for threshold in values.values()):
+        raise InputError(f"--flag-threshold {value}: thresholds: expected a finite number >= 0 per class, found {thresholds!r}.")
+    return values
 
 
 def run_predict(args, progress) -> None:
@@ -164,7 +180,7 @@ def predict_with_model(args, volume, staging: Path, progress):
     from .pipeline import predict_volume
 
     progress("loading model", 0.05)
-    model = combine_models([load_model(path) for path in args.model])
+    model = combine_models([load_model(path, trust_bundle=args.trust_bundle) for path in args.model])
     feature_requests = feature_map_requests(args.feature_maps, model.network)
     calibrator = load_calibrator_for(args.calibrator, model) if args.calibrator else None
     inserted = None

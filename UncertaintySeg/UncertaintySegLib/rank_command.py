@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 from .errors import InputError
+from .option_types import device
 from .ranking import RANK_SCORES, CaseUncertainty
-from .predict_command import add_sampling_arguments, sampling_plan
+from .predict_command import add_sampling_arguments, add_trust_bundle_argument, sampling_plan
 
 RANKING_COLUMNS = ("rank", "case", "score", *CaseUncertainty.__dataclass_fields__)
 
@@ -29,12 +30,13 @@ def add_rank_parser(subparsers) -> argparse.ArgumentParser:
                                                 "(which cases to annotate next)")
     parser.add_argument("--model", nargs="+", required=True, help="bundled model name, model folder or model.json, MONAI "
                                                                   "bundle folder, or TorchScript file; several: one ensemble")
+    add_trust_bundle_argument(parser)
     parser.add_argument("--images", type=Path, required=True, help="folder of unlabelled volumes (NIfTI, NRRD, MetaImage)")
     parser.add_argument("--score", choices=RANK_SCORES, default="mean_entropy",
                         help="mean_entropy / mean_mi: mean over the predicted foreground; segment_entropy: the highest "
                              "per-class mean entropy (default: mean_entropy; mean_mi needs several samples)")
     add_sampling_arguments(parser)
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", type=device, default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     return parser
 
 
@@ -81,7 +83,7 @@ def run_rank(args, progress) -> None:
     files = image_files(args.images)
     check_readable(files)
     progress("loading model", 0.0)
-    model = combine_models([load_model(path) for path in args.model])
+    model = combine_models([load_model(path, trust_bundle=args.trust_bundle) for path in args.model])
     plan = sampling_plan(args, len(model.networks))
     ranked = rank_volumes([(case, lambda path=path: read_volume(path)) for case, path in files.items()], model, plan,
                           args.score, args.device, progress)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
-from .inference import predict_logits, probabilities_from_logits
+from .inference import check_finite_logits, predict_logits, probabilities_from_logits
 from .models import ModelSpec
 from .progress import Progress
 from .uncertainty import StreamingMoments
@@ -212,11 +212,12 @@ def sample_probabilities(
                     rng = seeded(plan.seed + index, target) if plan.methods & STOCHASTIC else contextlib.nullcontext()
                     shared = network.shared_latent_noise() if draws and hasattr(network, "shared_latent_noise") else contextlib.nullcontext()
                     with rng, shared:
-                        logits = predict_logits(network, spec, flipped, device=device, draw=draws)
+                        logits = predict_logits(network, spec, flipped, device=device, draw=draws, sample=label)
                     if flip:
                         logits = torch.flip(logits, dims=[a + 1 for a in flip])
                     if logits_transform is not None:
                         logits = logits_transform(logits)
+                        check_finite_logits(logits, spec.name, label, logits_transform)
                     probabilities = probabilities_from_logits(logits, spec.activation)
                     del logits
                     forward_seconds += time.perf_counter() - started

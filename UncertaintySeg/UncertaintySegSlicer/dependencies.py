@@ -22,6 +22,7 @@ REQUIREMENTS = {
     "SimpleITK": ("SimpleITK", "2.3"),
     "numba": ("numba", "0.59"),
     "scipy": ("scipy", "1.10"),
+    "pydantic": ("pydantic", "2.5"),
 }
 TORCH = "torch"
 

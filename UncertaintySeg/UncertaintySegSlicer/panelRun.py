@@ -47,6 +47,7 @@ class RunSettings:
     model: str = "hippocampus"
     modelFile: Optional[Path] = None
     modelFolder: Optional[Path] = None
+    trustBundle: bool = False
     probabilitiesFile: Optional[Path] = None
     classNames: str = ""
     device: str = "auto"
@@ -80,8 +81,8 @@ class RunSettings:
         """`predictArguments` keywords for the model choice: a bundled name, a file, a folder, or saved probabilities."""
         if self.model == MODEL_FILE:
             return {"model": str(self.modelFile)}
-        if self.model == MODEL_FOLDER:
-            return {"model": str(self.modelFolder)}
+        if self.model == MODEL_FOLDER:  # only a folder can be a MONAI bundle: the box is shown (and read) only then
+            return {"model": str(self.modelFolder), "trustBundle": bool(self.trustBundle)}
         if self.usesSavedProbabilities:
             names = [name.strip() for name in (self.classNames or "").split(",") if name.strip()]
             return {"probabilities": str(self.probabilitiesFile), "classNames": names or None}

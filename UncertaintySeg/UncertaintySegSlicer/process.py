@@ -15,9 +15,10 @@ A console script blocks instead: `state = process.wait(timeout)`.
 The child runs in its own session (POSIX) or process group (Windows), so cancel kills it and every
 process it started (Slicer's `PythonSlicer` is a launcher that starts the real interpreter as a child).
 Both pipes are drained by one reader thread each, so a child writing a lot to stderr never stalls.
-`uncertaintyseg` writes its output folder whole or not at all through a staging folder `.<name>.XXXXXXXX`
-beside it; a kill leaves that staging folder behind, so cancel (and a failure) removes the staging
-folders this run created and, on cancel, an output folder this run created: the disk is as it was.
+`uncertaintyseg` writes its output folder whole or not at all through a staging folder `.<name>.<pid>@<host>.XXXXXXXX`
+beside it (removed by the CLI itself on SIGTERM; the next run there reclaims a killed run's); a kill leaves that
+staging folder behind, so cancel (and a failure) removes the staging folders this run created and, on cancel,
+an output folder this run created: the disk is as it was.
 """
 
 import json
@@ -42,6 +43,7 @@ CLI_MODULE = "UncertaintySegLib.cli"
 ERROR_LINE = re.compile(r"^(?:[\w.-]+(?: [\w.-]+)*: )?error: (?P<message>.+)$")
 # tempfile.mkdtemp names: the prefix and 8 characters of tempfile's alphabet.
 _TEMP_SUFFIX = r"[a-z0-9_]{8}"
+_OWNER = r"(?:\d+@[A-Za-z0-9_-]+\.)?"  # `<pid>@<host>.` (UncertaintySegLib/output_folders.py); absent in older CLIs
 
 
 def pythonExecutable():
@@ -70,12 +72,13 @@ def cliEnvironment(base=None):
 
 def predictArguments(image, out, model=None, probabilities=None, classNames=None, method=None, samples=None, seed=None,
                      ttaAxes=None, device=None, calibrator=None, insertDropout=None, dropoutP=None, saveSamples=False,
-                     normalizeUncertainty=False, flagThreshold=None, overwrite=False, featureMaps=None):
+                     normalizeUncertainty=False, flagThreshold=None, overwrite=False, featureMaps=None, trustBundle=False):
     """Arguments of `uncertaintyseg predict` (after the command name) from plain values; None keeps the CLI default.
 
     `model`: a bundled model name or a path, or a list of them (the members of one ensemble);
     `probabilities`: saved probabilities instead (exclusive with `model`), with `classNames` a list.
     `featureMaps`: `LAYER[=mean|max|0,3,5]` strings for `--feature-maps`; an empty list: the default layers.
+    `trustBundle`: `--trust-bundle`, MONAI's parser runs a bundle's config code (the user ticked that they trust it).
     """
     if (model is None) == (probabilities is None):
         raise ValueError("predict needs exactly one of model= (a model name or path) and probabilities= (a saved file).")
@@ -95,7 +98,8 @@ def predictArguments(image, out, model=None, probabilities=None, classNames=None
     for option, value in options.items():
         if value is not None:
             arguments += [option, str(value)]
-    flags = {"--save-samples": saveSamples, "--normalize-uncertainty": normalizeUncertainty, "--overwrite": overwrite}
+    flags = {"--save-samples": saveSamples, "--normalize-uncertainty": normalizeUncertainty, "--overwrite": overwrite,
+             "--trust-bundle": trustBundle}
     arguments += [flag for flag, on in flags.items() if on]
     if featureMaps is not None:
         arguments += ["--feature-maps", *(str(layer) for layer in featureMaps)]
@@ -105,7 +109,7 @@ def predictArguments(image, out, model=None, probabilities=None, classNames=None
 class BackgroundProcess:
     """Any command line in a child process: JSON progress lines from stdout, the whole log, state, cancel.
 
-    `outputFolder`: the folder the child writes whole-or-nothing through `.<name>.XXXXXXXX` staging
+    `outputFolder`: the folder the child writes whole-or-nothing through `.<name>.<pid>@<host>.XXXXXXXX` staging
     folders beside it (None: nothing to clean up on cancel). `logPath`: also write the log there.
     """
 
@@ -282,7 +286,7 @@ class BackgroundProcess:
     # --- outputs left behind ------------------------------------------------------------------
     def _stagingPattern(self):
         name = re.escape(self.outputFolder.name)
-        return re.compile(rf"^\.{name}\.(?:old\.)?{_TEMP_SUFFIX}$")
+        return re.compile(rf"^\.{name}\.(?:old\.)?{_OWNER}{_TEMP_SUFFIX}$")
 
     def _stagingFolders(self):
         parent = self.outputFolder.parent

@@ -145,6 +145,10 @@ class AuxiliaryConvCalibrator(Calibrator):
     def _load_tensors(self, tensors: dict) -> None:
         self.weight_, self.bias_ = tensors["weight"].float(), tensors["bias"].float()
 
+    def _tensor_shapes(self) -> dict:
+        c, k = self.n_classes_, self.kernel_size
+        return {"weight": ((c, c, k, k, k), "classes out, classes in, kernel_size^3"), "bias": ((c,), "one value per class")}
+
     def _summary(self) -> dict:
         return {"kernel_size": self.kernel_size, "epochs_run": getattr(self, "epochs_run_", None),
                 "best_epoch": getattr(self, "best_epoch_", None), "holdout_cases": getattr(self, "holdout_cases_", None),
@@ -156,8 +160,8 @@ class AuxiliaryConvCalibrator(Calibrator):
         return f"k = {self.kernel_size}{epochs}"
 
     @classmethod
-    def from_json(cls, record: dict, tensors: dict) -> AuxiliaryConvCalibrator:
-        calibrator = super().from_json(record, tensors)
+    def from_json(cls, record: dict, tensors: dict, **sources) -> AuxiliaryConvCalibrator:
+        calibrator = super().from_json(record, tensors, **sources)
         fit = record["fit"]
         for name in ("epochs_run", "best_epoch", "holdout_cases", "holdout_nll_before", "holdout_nll_after"):
             if fit.get(name) is not None:

@@ -22,6 +22,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import InputError
+from ..schemas import without_nan
 from .cases import Case, as_tensor, check_case, iter_cases, lift_binary, lower_binary
 from .fingerprint import check_same_model
 
@@ -138,6 +139,10 @@ class Calibrator:
     def check_model(self, fingerprint: dict) -> None:
         """Refuse (InputError) a model other than the one this calibrator was fitted for, by class names and weights."""
         self._check_fitted()
+        if self.model_ is None:  # fitted without `model=`, or its record removed: nothing to check against, so refuse
+            raise InputError(f"calibrator '{self.method}' has no record of the model it was fitted for, so it cannot be checked "
+                             f"against model '{fingerprint.get('name')}': fit it again for this model with `uncertaintyseg "
+                             f"calibrate --model MODEL --method {self.method} --out FOLDER` (Python: fit(..., model=model_fingerprint(model))).")
         check_same_model(self.model_, fingerprint, f"calibrator '{self.method}'")
 
     # ---- describing and saving -----------------------------------------------------------------
@@ -166,6 +171,13 @@ class Calibrator:
     def _load_tensors(self, tensors: dict) -> None:
         raise NotImplementedError
 
+    def _tensor_shapes(self) -> dict:
+        """name -> (shape, what it is) of the tensors `_load_tensors` reads; None in a shape: any length."""
+        return {}
+
+    def _check_values(self, source: str) -> None:
+        """Raise InputError for fitted values this family cannot use (e.g. a scale <= 0); `source` starts the message."""
+
     def to_json(self) -> dict:
         self._check_fitted()
         return {
@@ -186,18 +198,55 @@ class Calibrator:
         record = self.to_json()
         folder.mkdir(parents=True, exist_ok=True)
         torch.save({name: tensor.detach().cpu().contiguous() for name, tensor in self._tensors().items()}, folder / TENSOR_FILE)
-        (folder / JSON_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        (folder / JSON_FILE).write_text(json.dumps(without_nan(record), indent=2, allow_nan=False) + "\n")
         return folder
 
     @classmethod
-    def from_json(cls, record: dict, tensors: dict) -> Calibrator:
-        calibrator = cls(**record["settings"])
+    def from_json(cls, record: dict, tensors: dict, source: str | Path = JSON_FILE, tensor_source: str | Path = TENSOR_FILE) -> Calibrator:
+        """The calibrator of a `calibrator.json` record (checked by `schemas.CalibratorRecordSchema`) and its tensors;
+        InputError naming the file and field for settings this class does not take or tensors of the wrong shape or value."""
+        calibrator = cls(**check_settings(cls, record["settings"], source))
         fit = record["fit"]
         calibrator.n_classes_, calibrator.cases_used_, calibrator.voxels_used_ = fit["n_classes"], fit["cases"], fit["voxels"]
         calibrator.nll_before_, calibrator.nll_after_ = fit["nll_before"], fit["nll_after"]
         calibrator.model_ = record.get("model")
+        check_tensors(tensors, calibrator._tensor_shapes(), tensor_source)
         calibrator._load_tensors(tensors)
+        calibrator._check_values(f"{tensor_source}: ")
+        for name, tensor in tensors.items():
+            if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+                raise InputError(f"{tensor_source}: {name}: expected finite values, found {int((~tensor.isfinite()).sum())} "
+                                 "NaN or infinite; fit the calibrator again.")
         return calibrator
+
+
+def check_settings(cls, settings: dict, source) -> dict:
+    """`settings` if `cls(**settings)` takes them: known names, values of the type of each default (int for float
+    allowed, None where the annotation allows it); else InputError naming the setting."""
+    parameters = {name: p for name, p in inspect.signature(cls.__init__).parameters.items() if name != "self"}
+    for name, value in settings.items():
+        if name not in parameters:
+            raise InputError(f"{source}: settings.{name}: not a setting of {cls.__name__} (expected only {sorted(parameters)}); "
+                             "fit the calibrator again.")
+        default, annotation = parameters[name].default, str(parameters[name].annotation)
+        if value is None and ("None" in annotation or default is None):
+            continue
+        kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(type(default))
+        if kinds and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+            raise InputError(f"{source}: settings.{name}: expected {type(default).__name__} like the default {default!r}, "
+                             f"found {value!r}; fit the calibrator again.")
+    return settings
+
+
+def check_tensors(tensors: dict, shapes: dict, source) -> None:
+    """InputError unless every tensor of `shapes` (name -> (shape, what it is)) is there with that shape."""
+    for name, (shape, meaning) in shapes.items():
+        if name not in tensors:
+            raise InputError(f"{source}: missing tensor '{name}' (expected {sorted(shapes)}); fit the calibrator again.")
+        found = tuple(tensors[name].shape)
+        if len(found) != len(shape) or any(want is not None and want != have for want, have in zip(shape, found)):
+            wanted = "(" + ", ".join("N" if want is None else str(want) for want in shape) + ("," if len(shape) == 1 else "") + ")"
+            raise InputError(f"{source}: {name}: expected shape {wanted} ({meaning}), found {found}; fit the calibrator again.")
 
 
 class VoxelCalibrator(Calibrator):

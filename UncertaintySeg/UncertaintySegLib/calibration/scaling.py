@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import InputError
 from .base import VoxelCalibrator
 
 BIAS_KINDS = ("none", "per_class", "background")
@@ -103,6 +104,7 @@ class VectorScaling(VoxelCalibrator):
 
     def _fit_voxels(self, logits, labels) -> None:
         self.scale_, self.bias_ = fit_logit_scaling(logits, labels, self.constraint)
+        self._check_values("the fit diverged: ")
 
     def _apply(self, logits, channel_dim: int):
         return apply_logit_scaling(logits, self.scale_, self.bias_, channel_dim)
@@ -112,6 +114,20 @@ class VectorScaling(VoxelCalibrator):
 
     def _load_tensors(self, tensors: dict) -> None:
         self.scale_, self.bias_ = tensors["scale"].float(), tensors["bias"].float()
+
+    def _tensor_shapes(self) -> dict:
+        return {"scale": ((self.n_classes_,), "one value per class"), "bias": ((self.n_classes_,), "one value per class")}
+
+    def _check_values(self, source: str) -> None:
+        """Scales (1 / temperature) must be finite and > 0: a negative one inverts the classes' order, 0 flattens them."""
+        import torch
+
+        if not bool((torch.isfinite(self.scale_) & (self.scale_ > 0)).all()):
+            raise InputError(f"{source}scale: expected finite, positive values (a temperature or scale <= 0 would invert or "
+                             f"flatten the labels), found {[float(v) for v in self.scale_]}; fit the calibrator again on the "
+                             "model's labelled cases.")
+        if not bool(torch.isfinite(self.bias_).all()):
+            raise InputError(f"{source}bias: expected finite values, found {[float(v) for v in self.bias_]}; fit the calibrator again.")
 
     def _summary(self) -> dict:
         return {"scale": [round(float(v), 6) for v in self.scale_], "bias": [round(float(v), 6) for v in self.bias_]}

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
+from ..schemas import CalibratorRecordSchema, validate
 from .base import CALIBRATORS, FORMAT, FORMAT_VERSION, JSON_FILE, TENSOR_FILE, Calibrator
 
 
@@ -26,9 +27,16 @@ def read_calibrator_record(path: str | Path) -> tuple[dict, Path]:
         raise InputError(f"cannot read calibrator '{json_path}': {error}.") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise InputError(f"'{json_path}' is not a calibrator file (expected \"format\": \"{FORMAT}\").")
-    if record.get("format_version", 0) > FORMAT_VERSION:
-        raise InputError(f"'{json_path}' has calibrator format version {record['format_version']}, this UncertaintySeg reads "
+    version = record.get("format_version")
+    if type(version) is int and version > FORMAT_VERSION:  # a newer writer: its fields may differ, say so first
+        raise InputError(f"'{json_path}' has calibrator format version {version}, this UncertaintySeg reads "
                          f"up to {FORMAT_VERSION}: update UncertaintySeg.")
+    if "model" not in record:  # the record that `check_model` compares with the model it is applied to
+        raise InputError(f"{json_path}: model: no record of the model it was fitted for (the field is missing), so it cannot "
+                         "be checked against the model it is applied to; fit it again for your model: "
+                         f"`uncertaintyseg calibrate --model MODEL --method {record.get('method', 'METHOD')} --out FOLDER`.")
+    if record.get("method") != "finetune":  # a fine-tuned model folder's marker: `load_calibrator` points to --model
+        validate(CalibratorRecordSchema, record, str(json_path), InputError)
     return record, json_path.parent
 
 
@@ -44,7 +52,7 @@ def load_calibrator(path: str | Path) -> Calibrator:
         raise InputError(f"'{folder}' holds a fine-tuned model, not a logits calibrator (fine-tuning changes the "
                          f"network's weights): run it as a model, `uncertaintyseg predict --model {folder} ...`.")
     if method not in CALIBRATORS:
-        raise InputError(f"'{folder}': unknown calibration method {method!r}; expected one of {', '.join(sorted(CALIBRATORS))}.")
+        raise InputError(f"{folder / JSON_FILE}: method: expected one of {', '.join(sorted(CALIBRATORS))}, found {method!r}.")
     tensor_path = folder / record.get("tensors", TENSOR_FILE)
     try:
         tensors = torch.load(str(tensor_path), map_location="cpu", weights_only=True)
@@ -54,6 +62,6 @@ def load_calibrator(path: str | Path) -> Calibrator:
     if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
         raise InputError(f"'{tensor_path}' does not hold a dict of tensors.")
     try:
-        return CALIBRATORS[method].from_json(record, tensors)
+        return CALIBRATORS[method].from_json(record, tensors, source=folder / JSON_FILE, tensor_source=tensor_path)
     except (KeyError, TypeError) as error:
         raise InputError(f"calibrator '{folder}' is incomplete or damaged ({type(error).__name__}: {error}); fit it again.") from None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
 from .base import DEFAULT_MAX_VOXELS_PER_CASE, VoxelCalibrator
 
 CLIP = 1e-6
@@ -92,6 +93,18 @@ class TopLabelCalibrator(VoxelCalibrator):
 
     def _load_tensors(self, tensors: dict) -> None:
         self.knots_x_, self.knots_g_ = tensors["knots_x"].double(), tensors["knots_g"].double()
+
+    def _tensor_shapes(self) -> dict:
+        return {"knots_x": ((None,), "confidences of the map's knots"), "knots_g": ((None,), "calibrated confidences at the knots")}
+
+    def _check_values(self, source: str) -> None:
+        x, g = self.knots_x_, self.knots_g_
+        if len(x) != len(g) or len(x) == 0:
+            raise InputError(f"{source}knots_x, knots_g: expected the same number of knots (at least 1), found {len(x)} and "
+                             f"{len(g)}; fit the calibrator again.")
+        if not bool(((x >= 0) & (x <= 1) & (g >= 0) & (g <= 1)).all()) or bool((x[1:] < x[:-1]).any()):
+            raise InputError(f"{source}knots_x, knots_g: expected increasing confidences in [0, 1] mapped into [0, 1]; "
+                             "fit the calibrator again.")
 
 
 class HistogramBinning(TopLabelCalibrator):
