@@ -177,7 +177,7 @@ def write_html(path: Path, summary: dict, images: list[Path], settings: dict, er
         lines += annotator_html(annotators)
     lines.append("<p>Per case: per_case.csv; per bin: reliability.csv; per slice and component: error_confidence.csv; "
                  "everything: metrics.json.</p></body></html>")
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")  # as its <meta charset> says, whatever the locale
 
 
 def write_evaluation(folder: Path, methods: dict[str, list[CaseResult]], error_rows: dict[str, list[ErrorConfidenceRow]],
