@@ -142,32 +142,6 @@ def test_overlapping_overwrite_runs_leave_one_whole_folder(tmp_path):
     assert os.listdir(out) == ["first.txt"] and os.listdir(tmp_path) == ["out"]
 
 
-def cli_process(image, model, out, log, samples):
-    """A real `uncertaintyseg predict` process with JSON progress in `log`.out; slow: MC dropout, many samples."""
-    command = [sys.executable, "-m", "UncertaintySegLib.cli", "predict", "--image", str(image), "--model", str(model),
-               "--out", str(out), "--method", "mc_dropout", "--insert-dropout", "decoder", "--samples", str(samples),
-               "--device", "cpu", "--progress", "json"]
-    environment = dict(os.environ, PYTHONPATH=str(REPOSITORY / "UncertaintySeg"))
-    stdout, stderr = open(f"{log}.out", "w"), open(f"{log}.err", "w")
-    process = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=environment)
-    stdout.close()
-    stderr.close()
-    return process
-
-
-def wait_for_sampling(process, log, timeout=120):
-    """Block until the process reports its second sample (past the start checks, staging folder made)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if "(2/" in Path(f"{log}.out").read_text():
-            return
-        if process.poll() is not None:
-            pytest.fail(f"the CLI ended early ({process.returncode}): {Path(f'{log}.err').read_text()}")
-        time.sleep(0.02)
-    process.kill()
-    pytest.fail(f"no sampling progress within {timeout} s: {Path(f'{log}.err').read_text()}")
-
-
 def staging_folders(parent, name):
     return sorted(entry.name for entry in parent.iterdir() if entry.name.startswith(f".{name}."))
 

@@ -120,25 +120,25 @@ class SafeBundleConfig:
         self.source = source
 
     # --- navigation ------------------------------------------------------------------------------
-    def get(self, *keys, default=None):
-        """The value at `keys` (references followed at every step); `default` where a key is absent."""
+    def _walk(self, keys):
+        """(node, its id, the references followed) at `keys`, references followed at every step; None where a key is absent."""
         node, node_id, via = self._resolve(self.config, "", ())
         for key in keys:
             child = self._child(node, key)
             if child is _MISSING:
-                return default
+                return None
             node, node_id, via = self._resolve(child, _join(node_id, key), via)
-        return node
+        return node, node_id, via
+
+    def get(self, *keys, default=None):
+        """The value at `keys` (references followed at every step); `default` where a key is absent."""
+        found = self._walk(keys)
+        return default if found is None else found[0]
 
     def literal(self, *keys, default=None):
         """The value at `keys` as plain data, every reference inside followed; refused if any of it is code."""
-        node, node_id, via = self._resolve(self.config, "", ())
-        for key in keys:
-            child = self._child(node, key)
-            if child is _MISSING:
-                return default
-            node, node_id, via = self._resolve(child, _join(node_id, key), via)
-        return self._literal(node, node_id, via)
+        found = self._walk(keys)
+        return default if found is None else self._literal(*found)
 
     def _child(self, node, key):
         if isinstance(node, dict):
