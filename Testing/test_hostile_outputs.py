@@ -15,7 +15,7 @@ from conftest import REPOSITORY, write_image
 
 from UncertaintySegLib.cli import main
 from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.io import atomic_output_folder
+from UncertaintySegLib.output_folders import atomic_output_folder
 
 # `.<name>.[old.]<pid>@<host>.XXXXXXXX`: the owner of a staging folder can be read from its name.
 STAGING = re.compile(r"^\.(?P<name>.+)\.(?:old\.)?(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.[a-z0-9_]{8}$")

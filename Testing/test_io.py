@@ -8,7 +8,8 @@ import SimpleITK as sitk
 from conftest import write_image
 
 from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.io import Geometry, Volume, atomic_output_folder, read_volume, write_volume
+from UncertaintySegLib.io import Geometry, Volume, read_volume, write_volume
+from UncertaintySegLib.output_folders import atomic_output_folder
 
 OBLIQUE = (0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
 

@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "UncertaintySeg"))
 from UncertaintySegLib.active_learning import (STRATEGIES, ExperimentSettings, LabelledCase,  # noqa: E402
                                                learning_curves, paired_differences, pick_overlap, run_experiment)
 from UncertaintySegLib.data import load_split, resolve_data_root  # noqa: E402
-from UncertaintySegLib.io import atomic_output_folder, read_volume, require_new_output_folder  # noqa: E402
+from UncertaintySegLib.io import read_volume  # noqa: E402
+from UncertaintySegLib.output_folders import atomic_output_folder, require_new_output_folder  # noqa: E402
 
 
 def integers(text: str) -> tuple[int, ...]:

@@ -108,7 +108,7 @@ def run_calibrate(args, progress) -> None:
     from .data import load_split, resolve_data_root
     from .evaluate import find_volumes
     from .fine_tuning import split_holdout
-    from .io import atomic_output_folder
+    from .output_folders import atomic_output_folder
     from .models import combine_models, load_model
     from .outputs import versions
 

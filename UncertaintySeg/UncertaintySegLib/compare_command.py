@@ -126,7 +126,7 @@ def run_compare(args, progress) -> dict:
     from .data import load_split, resolve_data_root
     from .ensemble_size import pool_cases, write_ensemble_size
     from .evaluation_report import write_evaluation
-    from .io import atomic_output_folder
+    from .output_folders import atomic_output_folder
     from .models import load_model
     from .outputs import versions
 

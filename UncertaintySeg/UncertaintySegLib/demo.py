@@ -7,7 +7,8 @@ from pathlib import Path
 
 from .data import load_split, resolve_data_root
 from .errors import InputError
-from .io import atomic_output_folder, read_volume
+from .io import read_volume
+from .output_folders import atomic_output_folder
 from .metrics import dice_per_class
 from .models import load_model
 from .outputs import run_record, write_prediction_files

@@ -16,7 +16,7 @@ from pathlib import Path
 from .dropout_insertion import insert_dropout, modules_after_dropout
 from .errors import InputError
 from .fine_tuning import FineTuneSettings, fine_tune, holdout_nll, split_holdout
-from .io import atomic_output_folder
+from .output_folders import atomic_output_folder
 from .models import LoadedModel, load_model
 from .progress import Progress
 

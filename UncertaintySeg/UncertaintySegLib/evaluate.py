@@ -28,7 +28,8 @@ import numpy as np
 
 from .errors import InputError
 from .option_types import at_least
-from .io import READABLE, Volume, atomic_output_folder, read_volume
+from .io import READABLE, Volume, read_volume
+from .output_folders import atomic_output_folder
 from .outputs import OUTPUT_FILES, SAMPLE_MAP_FILES
 from .roi import ROI_KINDS, roi_mask
 

@@ -67,7 +67,7 @@ def parse_severities(text: str) -> tuple[int, ...]:
 
 def run_ood(args, progress) -> None:
     from .data import load_split, resolve_data_root
-    from .io import atomic_output_folder
+    from .output_folders import atomic_output_folder
     from .models import combine_models, load_model
     from .outputs import versions
 

@@ -64,7 +64,7 @@ def atomic_output_folder(folder: str | os.PathLike, overwrite: bool = False):
     folder.parent.mkdir(parents=True, exist_ok=True)
     reclaim_stale_staging(folder.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{owner_tag()}.", dir=folder.parent))
-    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700
+    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700
     published = False
     try:
         yield staging
@@ -269,7 +269,7 @@ def _remove(path: Path, ignore_errors: bool = False) -> None:
                 raise
 
 
-def _umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask

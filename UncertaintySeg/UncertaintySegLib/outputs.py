@@ -14,7 +14,8 @@ import json
 import platform
 from pathlib import Path
 
-from .io import Volume, atomic_output_folder, write_volume
+from .io import Volume, write_volume
+from .output_folders import atomic_output_folder
 from .pipeline import Prediction
 from .schemas import without_nan
 

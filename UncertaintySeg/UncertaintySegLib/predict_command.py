@@ -142,7 +142,8 @@ def read_thresholds(value: str | None, normalized: bool) -> dict | float | None:
 
 
 def run_predict(args, progress) -> None:
-    from .io import atomic_output_folder, read_volume
+    from .io import read_volume
+    from .output_folders import atomic_output_folder
     from .outputs import run_record, write_prediction_files
     from .segment_scores import segment_scores, write_segment_csv
 

@@ -74,7 +74,8 @@ def check_readable(files: dict[str, Path]) -> None:
 
 
 def run_rank(args, progress) -> None:
-    from .io import atomic_output_folder, read_volume
+    from .io import read_volume
+    from .output_folders import atomic_output_folder
     from .models import combine_models, load_model
     from .outputs import versions
     from .ranking import rank_volumes

@@ -24,7 +24,8 @@ import numpy as np
 from .data import Case, load_split
 from .errors import InputError
 from .inference import normalize_intensity
-from .io import atomic_output_folder, read_volume
+from .io import read_volume
+from .output_folders import atomic_output_folder
 from .metrics import dice_per_class
 from .models import ModelSpec
 from .progress import Progress

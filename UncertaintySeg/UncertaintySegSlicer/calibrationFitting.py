@@ -63,7 +63,7 @@ class FittedCalibration:
 
     def save(self, folder, overwrite=False):
         """Write the calibrator (or the fine-tuned model folder) and `fit_report.json` into `folder`, whole or not at all."""
-        from UncertaintySegLib.io import atomic_output_folder
+        from UncertaintySegLib.output_folders import atomic_output_folder
 
         with atomic_output_folder(folder, overwrite=overwrite) as staging:
             self.calibrator.save(staging)
