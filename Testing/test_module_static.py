@@ -262,10 +262,12 @@ def python_39_problems(source):
             evaluated += [a.annotation for a in arguments if a is not None and a.annotation is not None] + [node.returns]
         if isinstance(node, (ast.Module, ast.ClassDef)):
             evaluated += [stmt.annotation for stmt in node.body if isinstance(stmt, ast.AnnAssign)]
-    problems = []
-    if not postponed:
-        problems += [f"line {a.lineno}: '{ast.unparse(a)}' (X | Y in an annotation needs Python 3.10)" for a in evaluated
-                     if a is not None and any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr) for n in ast.walk(a))]
+    # pydantic models evaluate their fields' annotations at run time even when annotations are postponed
+    fields = [stmt.annotation for node in ast.walk(tree) if isinstance(node, ast.ClassDef) for stmt in node.body
+              if isinstance(stmt, ast.AnnAssign)] if "pydantic" in source else []
+    problems = [f"line {a.lineno}: '{ast.unparse(a)}' (X | Y in an annotation needs Python 3.10)"
+                for a in (evaluated if not postponed else fields)
+                if a is not None and any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr) for n in ast.walk(a))]
     for node in ast.walk(tree):
         name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
         if isinstance(node, ast.alias):
@@ -286,6 +288,7 @@ def test_the_python_39_check_finds_what_it_looks_for():
     assert python_39_problems("pairs = zip(a, b, strict=True)\n")
     assert python_39_problems("from itertools import pairwise\n")
     assert not python_39_problems("from __future__ import annotations\ndef f(x: int | None): pass\n")
+    assert python_39_problems("from __future__ import annotations\nfrom pydantic import BaseModel\nclass A(BaseModel):\n    x: int | None = None\n")
     assert not python_39_problems("def f():\n    y: int | None = None\n    return isinstance(y, int)\n")
 
 

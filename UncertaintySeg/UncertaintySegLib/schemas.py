@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union  # Optional, not X | None: pydantic evaluates
+# the fields' annotations, and Slicer 5.8 runs the core on Python 3.9
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -52,12 +53,12 @@ class Schema(BaseModel):
 
 class NormalizationSchema(Schema):
     kind: Literal["zscore", "range", "none"]
-    nonzero: bool | None = None
-    a_min: FiniteNumber | None = None
-    a_max: FiniteNumber | None = None
-    b_min: FiniteNumber | None = None
-    b_max: FiniteNumber | None = None
-    clip: bool | None = None
+    nonzero: Optional[bool] = None
+    a_min: Optional[FiniteNumber] = None
+    a_max: Optional[FiniteNumber] = None
+    b_min: Optional[FiniteNumber] = None
+    b_max: Optional[FiniteNumber] = None
+    clip: Optional[bool] = None
 
     @model_validator(mode="after")
     def _fields_of_the_kind(self):
@@ -102,10 +103,10 @@ class ModelSpecSchema(Schema):
     output: Literal["logits", "probabilities"] = "logits"
     activation: Literal["softmax", "sigmoid"] = "softmax"
     format: Literal["monai_network", "torchscript"] = "monai_network"
-    network: NetworkSchema | None = None
+    network: Optional[NetworkSchema] = None
     weights: Union[Name, Annotated[list[Name], Field(min_length=1)]] = "model.pt"
-    inserted_dropout: InsertedDropoutSchema | None = None
-    flip_axes: list[Annotated[int, Field(strict=True, ge=0, le=2)]] | None = None
+    inserted_dropout: Optional[InsertedDropoutSchema] = None
+    flip_axes: Optional[list[Annotated[int, Field(strict=True, ge=0, le=2)]]] = None
     stochastic: bool = False
 
     EXPECTED: ClassVar[dict[str, str]] = {
@@ -164,8 +165,8 @@ class ModelFingerprintSchema(Schema):
 
     name: str
     class_names: Annotated[list[Name], Field(min_length=2)]
-    activation: Literal["softmax", "sigmoid"] | None = None
-    source: str | None = None
+    activation: Optional[Literal["softmax", "sigmoid"]] = None
+    source: Optional[str] = None
     members: PositiveInt = 1
     weights_sha256: Annotated[list[Annotated[str, Field(strict=True, pattern=r"^[0-9a-f]{64}$")]], Field(min_length=1)]
 
@@ -195,10 +196,10 @@ class CalibratorRecordSchema(Schema):
     format: Literal["uncertaintyseg-calibrator"]
     format_version: PositiveInt
     method: Name
-    class_: str | None = Field(default=None, alias="class")
+    class_: Optional[str] = Field(default=None, alias="class")
     description: str = ""
-    class_names: list[Name] | None = None
-    model: ModelFingerprintSchema | None
+    class_names: Optional[list[Name]] = None
+    model: Optional[ModelFingerprintSchema]
     settings: dict[str, Any]
     fit: FitSchema
     tensors: Annotated[str, Field(strict=True, pattern=r"^[^/\\]+$")] = "calibrator.pt"
@@ -232,9 +233,9 @@ class BundleTensorSchema(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
 
-    num_channels: PositiveInt | None = None
-    spatial_shape: list[Union[PositiveInt, str]] | None = None  # MONAI allows "16*n"-style strings
-    channel_def: dict[str, Name] | None = None
+    num_channels: Optional[PositiveInt] = None
+    spatial_shape: Optional[list[Union[PositiveInt, str]]] = None  # MONAI allows "16*n"-style strings
+    channel_def: Optional[dict[str, Name]] = None
 
     @field_validator("channel_def")
     @classmethod
@@ -262,9 +263,9 @@ class BundleMetadataSchema(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
 
-    name: Name | None = None
-    description: str | None = None
-    version: str | None = None
+    name: Optional[Name] = None
+    description: Optional[str] = None
+    version: Optional[str] = None
     network_data_format: BundleDataFormatSchema = BundleDataFormatSchema()
 
     EXPECTED: ClassVar[dict[str, str]] = {
