@@ -214,3 +214,39 @@ def test_panel_passes_trust_bundle_only_when_ticked(tmp_path):
     from types import SimpleNamespace
     assert panelVisibility(SimpleNamespace(**vars(settings(**folder))))["modelFolder"]
     assert not panelVisibility(SimpleNamespace(**vars(settings())))["modelFolder"]
+
+
+def test_slicer_entry_points_read_a_bundle_safely_unless_trusted(mrml_scene, tmp_path, small_model_dir, image_path):
+    """The panel's and the console's in-process routes (run, fit, rank, feature maps) load a bundle as predict does:
+    refused without `trustBundle` (nothing runs), MONAI's parser with it (the bundle's code runs)."""
+    pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
+    from UncertaintySegLib.io import read_volume
+    from UncertaintySegSlicer.calibrationFitting import CalibrationFittingMixin
+    from UncertaintySegSlicer.featureMaps import addFeatureMaps
+    from UncertaintySegSlicer.folders import createFolder
+    from UncertaintySegSlicer.logic import UncertaintySegLogicBase
+    from UncertaintySegSlicer.ranking import rankVolumeNodes
+    from UncertaintySegSlicer.volumes import addVolumeNode
+
+    class Logic(UncertaintySegLogicBase, CalibrationFittingMixin):
+        pass
+
+    scene, _ = mrml_scene
+    volume = read_volume(image_path)
+    node = addVolumeNode(scene, volume.array, volume.geometry, "image")
+    labels = addVolumeNode(scene, (volume.array > 100).astype(np.uint8), volume.geometry, "labels", "vtkMRMLLabelMapVolumeNode")
+    bundle, marker = hostile_bundle(tmp_path, small_model_dir, "expression")
+    routes = {
+        "run": lambda **trust: Logic().run(node, model=str(bundle), device="cpu", **trust),
+        "fitCalibrator": lambda **trust: Logic().fitCalibrator([(node, labels)], model=str(bundle), device="cpu", **trust),
+        "rankVolumeNodes": lambda **trust: rankVolumeNodes([node], model=str(bundle), device="cpu", scene=scene, **trust),
+        "addFeatureMaps": lambda **trust: addFeatureMaps(node, createFolder(scene, "maps"), model=str(bundle), device="cpu",
+                                                         **trust),
+    }
+    for name, route in routes.items():
+        with pytest.raises(ModelError, match="--trust-bundle"):
+            route()
+        assert not marker.exists(), f"{name} ran the bundle's code without trustBundle"
+        route(trustBundle=True)
+        assert marker.exists(), f"{name} did not pass trustBundle to MONAI's parser"
+        marker.unlink()

@@ -453,10 +453,11 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.ui.progressBar.setVisible(True)
         self.ui.calibrationStatusLabel.text = f"Fitting: {method.label()}..."
-        model = RunSettings.fromParameters(parameters).modelArguments()["model"]
+        model = RunSettings.fromParameters(parameters).modelArguments()
         try:
             with slicer.util.WaitCursor():
-                fitted = self.logic.fitCalibrator(list(parameters.calibrationPairs), model=model, method=method.value,
+                fitted = self.logic.fitCalibrator(list(parameters.calibrationPairs), model=model["model"], method=method.value,
+                                                  trustBundle=model.get("trustBundle", False),
                                                   device=parameters.device, saveTo=folder, overwrite=folder.exists(), progress=progress)
         except Exception as error:
             self.ui.calibrationStatusLabel.text = f"Fitting failed: {error}"

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
+from .json_output import json_text
 
 ALLOWED_NETWORKS = "monai.networks.nets"
 HARMLESS_SPECIAL_KEYS = {"_desc_": None, "_mode_": ("default",), "_disabled_": (False, "false", "False")}
@@ -38,7 +39,7 @@ _MISSING = object()
 
 
 def refused(key: str, value: Any, what: str, source: Path, via: tuple[str, ...] = ()) -> ModelError:
-    shown = json.dumps(value, default=repr)
+    shown = json_text(value, default=repr, indent=None)
     if len(shown) > 120:
         shown = shown[:117] + "..."
     reached = f" (reached from {' -> '.join(repr(k) for k in via)})" if via else ""

@@ -22,7 +22,6 @@ to its report only). Cases are read and run one at a time. Writes, whole or not 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from .data import SPLITS
 from .errors import InputError
 from .option_types import at_least, device, seed
 from .predict_command import add_trust_bundle_argument
+from .json_output import write_json
 
 METHOD_CHOICES = ("temperature", "vector", "platt", "auxconv", "finetune", "histogram", "isotonic")
 ROI_CHOICES = ("bbox", "mask", "none")
@@ -156,7 +156,7 @@ def run_calibrate(args, progress) -> None:
         calibrator.save(staging)
         if args.method == "finetune":
             write_fine_tuning_marker(staging, calibrator, fingerprint)
-        (staging / REPORT_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        write_json(staging / REPORT_FILE, record)
     if args.progress != "json":
         print(format_report(record))
 
@@ -165,10 +165,10 @@ def write_fine_tuning_marker(folder: Path, fine_tuning, fingerprint: dict) -> No
     """calibrator.json of a fine-tuned model folder: says what it is, so `predict --calibrator` can point to --model."""
     from .calibration.base import FORMAT, FORMAT_VERSION, JSON_FILE
 
-    (folder / JSON_FILE).write_text(json.dumps({
+    write_json(folder / JSON_FILE, {
         "format": FORMAT, "format_version": FORMAT_VERSION, "method": "finetune", "description": fine_tuning.describe(),
         "class_names": fingerprint["class_names"], "model": fingerprint, "settings": fine_tuning.get_params(),
-        "model_folder": ".", "fine_tuning": "fine_tuning.json"}, indent=2) + "\n")
+        "model_folder": ".", "fine_tuning": "fine_tuning.json"})
 
 
 class CaseSource:

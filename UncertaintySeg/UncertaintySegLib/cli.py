@@ -25,6 +25,7 @@ from .ood_command import add_ood_parser, run_ood
 from .option_types import at_least, device, seed
 from .predict_command import add_predict_parser, check_predict_arguments, run_predict
 from .rank_command import add_rank_parser, run_rank
+from .json_output import json_text
 
 
 def _add_common(parser: argparse.ArgumentParser, out_required: bool = True) -> None:
@@ -83,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "predict":
         check_predict_arguments(parser, args)
+    from .io import quiet_itk_warnings
     from .progress import Progress
 
     progress = Progress(args.progress)
+    quiet_itk_warnings()
     previous_sigterm = _sigterm_raises()
     try:
         if args.out is not None:  # predict --list-layers has none
@@ -185,7 +188,7 @@ def run_demo(args, progress) -> None:
     summary = demo(args.out, model=args.model, case_id=args.case, data_root=args.data_root, download=args.download,
                    device=args.device, overwrite=args.overwrite, progress=progress)
     if args.progress != "json":
-        print(json.dumps(summary, indent=2))
+        print(json_text(summary), end="")
 
 
 def parse_channels(text: str) -> tuple[int, ...]:
@@ -210,7 +213,7 @@ def run_train(args, progress) -> None:
     summary = train(resolve_data_root(args.data_root, args.download), args.out, settings, args.members, args.overwrite,
                     progress, args.workers)
     if args.progress != "json":
-        print(json.dumps(summary, indent=2, default=list))
+        print(json_text(summary, default=list), end="")
 
 
 if __name__ == "__main__":

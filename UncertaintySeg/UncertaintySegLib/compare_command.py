@@ -20,7 +20,6 @@ Cases are read and run one at a time; memory is that of one case and its methods
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from .data import SPLITS
 from .errors import InputError
 from .option_types import at_least, device, seed
 from .predict_command import add_trust_bundle_argument
+from .json_output import write_json
 
 ROI_CHOICES = ("bbox", "whole")
 
@@ -176,7 +176,7 @@ def run_compare(args, progress) -> dict:
                     "table": rows, "ensemble_size": curves, "fit_seconds": fit_seconds,
                     "timings": {"per_model_s": model_seconds, "total_s": round(time.perf_counter() - started, 1)},
                     "versions": versions()}
-        (staging / "comparison.json").write_text(json.dumps(document, indent=2) + "\n")
+        write_json(staging / "comparison.json", document)
     if args.progress != "json":
         print(markdown)
         print(f"written to {args.out} in {document['timings']['total_s']:.0f} s")

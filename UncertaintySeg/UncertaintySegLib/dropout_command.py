@@ -7,10 +7,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from .option_types import at_least, probability
+from .json_output import json_text
 
 
 def add_insert_dropout_parser(subparsers) -> argparse.ArgumentParser:
@@ -44,4 +44,4 @@ def run_insert_dropout(args, progress) -> None:
         cases = load_cases(load_split(resolve_data_root(args.data_root, args.download), args.split)[:args.max_cases], normalization)
     summary = make_dropout_model(args.model, args.placement, args.p, args.out, cases, args.loss, args.epochs, args.overwrite, progress)
     if args.progress != "json":
-        print(json.dumps(summary, indent=2))
+        print(json_text(summary), end="")

@@ -19,6 +19,7 @@ from .fine_tuning import FineTuneSettings, fine_tune, holdout_nll, split_holdout
 from .output_folders import atomic_output_folder
 from .models import LoadedModel, load_model
 from .progress import Progress
+from .json_output import write_json
 
 LEARNING_RATES = (1e-3, 1e-4, 1e-5)
 
@@ -67,7 +68,7 @@ def make_dropout_model(model: str, placement: str, p: float, out: Path, retrain_
     loaded = load_model(model)
     if loaded.spec.format != "monai_network":
         raise InputError(f"model '{loaded.spec.name}' is {loaded.spec.format}: dropout can be inserted into a MONAI network "
-                         "given as model.json + weights, not into TorchScript.")
+                         "given as model.json + weights, not into a TorchScript file or a MONAI bundle.")
     if loaded.spec.inserted_dropout:
         raise InputError(f"model '{loaded.spec.name}' already has inserted dropout ({loaded.spec.inserted_dropout}); start from the original.")
     loss = loss or training_loss_of(loaded)
@@ -94,6 +95,6 @@ def make_dropout_model(model: str, placement: str, p: float, out: Path, retrain_
     with atomic_output_folder(out, overwrite=overwrite) as staging:
         for name, network in zip(names, loaded.networks):
             torch.save(network.state_dict(), staging / name)
-        (staging / "model.json").write_text(json.dumps(spec, indent=2) + "\n")
-        (staging / "dropout_insertion.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(staging / "model.json", spec)
+        write_json(staging / "dropout_insertion.json", summary)
     return summary

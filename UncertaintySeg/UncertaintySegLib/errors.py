@@ -12,3 +12,8 @@ class ModelError(InputError):
 class NonFiniteOutputError(RuntimeError):
     """A network or a calibrator produced NaN/Inf values: a failure of the model (the CLI exits with code 1), not bad input.
     Raised before anything is written."""
+
+
+class OutputWriteError(RuntimeError):
+    """An output file could not be written whole (a full disk, a read-only folder): a failure of the machine (the CLI
+    exits with code 1), not bad input. The partial file is removed."""

@@ -32,6 +32,7 @@ from .io import READABLE, Volume, read_volume
 from .output_folders import atomic_output_folder
 from .outputs import OUTPUT_FILES, SAMPLE_MAP_FILES
 from .roi import ROI_KINDS, roi_mask
+from .json_output import json_text
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 GEOMETRY_TOLERANCE_MM = 1e-3
@@ -321,5 +322,5 @@ def run_evaluate(args, progress) -> dict:
         document = write_evaluation(staging, results, error_rows, sets[0].class_names, settings, extra)
         write_segment_quality(staging, quality_rows, sets[0].class_names, args.dice_floor, units.pop())
     if args.progress != "json":
-        print(json.dumps({name: method["pooled"] for name, method in document["methods"].items()}, indent=2))
+        print(json_text({name: method["pooled"] for name, method in document["methods"].items()}), end="")
     return document

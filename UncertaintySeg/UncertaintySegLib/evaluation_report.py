@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import html
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from .comparison import best_or_equivalent, bootstrap_interval
 from .error_confidence import (OUTCOMES, UNITS, ErrorConfidenceRow, save_error_confidence_plot,
                                summarize_error_confidence, write_error_confidence_csv)
 from .reliability_plots import save_reliability_diagram
+from .json_output import write_json
 
 VARIANT_TITLES = {"top_label": "top-label", "class_wise": "class-wise (classes pooled)", "foreground": "binary foreground"}
 
@@ -190,7 +190,7 @@ def write_evaluation(folder: Path, methods: dict[str, list[CaseResult]], error_r
     summary = summarize_methods(methods, class_names)
     error_summary = error_confidence_summary(error_rows)
     document = {"settings": settings, "class_names": class_names, **summary, "error_confidence": error_summary, **(extra or {})}
-    (folder / "metrics.json").write_text(json.dumps(document, indent=2) + "\n")
+    write_json(folder / "metrics.json", document)
     write_per_case_csv(folder / "per_case.csv", methods, class_names)
     images = write_reliability(folder, methods, summary)
     write_error_confidence_csv(folder / "error_confidence.csv", error_rows)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, OutputWriteError
 from .output_folders import current_umask
 
 READABLE = "a NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr) or MetaImage (.mha, .mhd) file, or a DICOM series folder"
@@ -75,8 +75,7 @@ def read_volume(path: str | os.PathLike) -> Volume:
     except RuntimeError as error:
         if path.is_file() and path.name.lower().endswith((".mha", ".mhd")):
             _check_metaimage_size(path)  # ITK's own message blames a missing file
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
-        raise InputError(f"cannot read '{path}' as an image ({reason}). Expected {READABLE}.") from None
+        raise InputError(f"cannot read '{path}' as an image: {itk_reason(error)}. Expected {READABLE}.") from None
     return _volume_from_sitk(image, path)
 
 
@@ -84,6 +83,34 @@ def read_volume(path: str | os.PathLike) -> Volume:
 _NIFTI_TYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4", 1024: "i8", 1280: "u8"}
 _NIFTI_FLOATS = {16: "f4", 64: "f8", 32: "f4", 1792: "f8"}  # float32, float64, complex64, complex128 (as float pairs)
 _AGAIN = "download or export it again"
+
+
+def quiet_itk_warnings() -> None:
+    """Stop ITK printing "WARNING: In .../itkNiftiImageIO.cxx" lines on stderr (the CLI's own messages say what matters).
+    Process-wide, so only the command line calls it, never the Slicer layer."""
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+
+
+def itk_reason(error: RuntimeError) -> str:
+    """ITK's message on one line, without its source file, object address or the lines of the library under it;
+    the two geometry refusals said in words."""
+    import re
+
+    text = str(error)
+    match = re.search(r"ITK ERROR: (?:\w+\(0x[0-9a-fA-F]+\): )?([^\n]*(?:\n(?!\[)[^\n]*)*)", text)
+    reason = " ".join((match.group(1) if match else (text.strip().splitlines() or ["unknown reason"])[-1]).split())
+    if "Bad direction, determinant is 0" in reason:
+        return ("its direction matrix is singular (determinant 0: two axes point the same way, or one has no direction), "
+                "so its voxels have no place in space; fix the header's directions or export the image again")
+    if "orthonormal" in reason:
+        return ("its axis directions are not perpendicular unit vectors (a sheared or scaled sform/qform), which ITK "
+                "cannot place in space; resample it onto an orthogonal grid (e.g. with 3D Slicer or nibabel) and save it again")
+    spacing = re.search(r"Zero-valued spacing.*to (\[[^]]*\])", reason)
+    if spacing:
+        return f"its voxel spacing {spacing.group(1)} holds a zero; fix the header's spacing or export the image again"
+    return reason.rstrip(".:")
 
 
 def _read_nifti(path: Path) -> Volume | None:
@@ -259,9 +286,34 @@ def _read_dicom_series(folder: Path):
             f"folder '{folder}' holds {len(series_ids)} DICOM series ({', '.join(series_ids)}): expected one. "
             "Put each series in its own folder."
         )
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0])
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0]))
-    return reader.Execute()
+    reader.SetFileNames(files)
+    try:
+        return reader.Execute()
+    except RuntimeError:
+        _check_slice_sizes(folder, files)
+        raise
+
+
+def _check_slice_sizes(folder: Path, files) -> None:
+    """After ITK failed on a DICOM series: say so when its slices have different sizes (rows x columns)."""
+    import SimpleITK as sitk
+
+    sizes: dict[str, list[str]] = {}
+    for name in files:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(name)
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            continue
+        sizes.setdefault("x".join(str(s) for s in reader.GetSize()[:2]), []).append(Path(name).name)
+    if len(sizes) > 1:
+        counts = ", ".join(f"{len(names)} of {size} (e.g. {names[0]})" for size, names in sorted(sizes.items(), key=lambda item: -len(item[1])))
+        raise InputError(f"the DICOM series in '{folder}' has slices of {len(sizes)} sizes: {counts}; expected every slice of "
+                         "one size. The folder mixes images (e.g. a localizer or a secondary capture): move them out, "
+                         "or export the series again.")
 
 
 def _volume_from_sitk(image, path: Path) -> Volume:
@@ -313,10 +365,47 @@ def write_volume(path: str | os.PathLike, volume: Volume, overwrite: bool = Fals
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(handle)
     try:
-        sitk.WriteImage(image, temporary, useCompression=True)
+        try:
+            sitk.WriteImage(image, temporary, useCompression=True)
+        except RuntimeError as error:
+            reason = itk_reason(error).replace(str(Path(temporary).resolve()), path.name).replace(temporary, path.name)
+            raise OutputWriteError(f"could not write '{path}': {reason}. {_room(path.parent)}") from None
+        if suffix in (".nii", ".nii.gz"):
+            _check_written_nifti(Path(temporary), path)
         os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
     return path
+
+
+def _room(folder: Path) -> str:
+    import shutil
+
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return "Check that the folder is writable and its disk has room."
+    return f"Check that the folder is writable and its disk has room ({free / 2**20:.0f} MiB free there)."
+
+
+def _check_written_nifti(temporary: Path, path: Path) -> None:
+    """niftilib reports a failed write (e.g. a full disk) on stderr only: check that the file holds all it promises."""
+    import zlib
+
+    with open(temporary, "rb") as handle:
+        head = handle.read(1 << 16)
+        compressed = head[:2] == b"\x1f\x8b"
+        data = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head) if compressed else head
+        header = _nifti_header(data)
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(size - 4, 0))
+        trailer = handle.read(4)
+    if header is None:
+        raise OutputWriteError(f"could not write '{path}': the file written has no complete NIfTI header. {_room(path.parent)}")
+    dims, _, bitpix, offset, _, _ = header
+    expected = offset + int(np.prod(dims, dtype=np.int64)) * bitpix // 8
+    written = int.from_bytes(trailer, "little") if compressed else size  # gzip's trailer: the length mod 2**32
+    if (written != expected % 2**32) if compressed else (written < expected):
+        raise OutputWriteError(f"could not write '{path}': the file was cut short while writing. {_room(path.parent)}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import html
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import numpy as np
 from .annotator_agreement import AgreementRow, EnergyDistance, annotator_agreement, generalized_energy_distance
 from .errors import InputError
 from .io import Volume, read_volume
+from .json_output import write_json
 
 SAMPLES_FOLDER = "samples"
 
@@ -80,7 +80,7 @@ def write_multi_reference(folder: Path, agreement: dict[str, list[tuple[str, Agr
         writer = csv.DictWriter(file, fields)
         writer.writeheader()
         writer.writerows({k: _value(r[k]) for k in fields} for r in records)
-    (folder / "annotator_agreement.json").write_text(json.dumps(records, indent=2) + "\n")
+    write_json(folder / "annotator_agreement.json", records)
     summary = {"annotators": raters, "first_reference_for_calibration": True, "agreement": {}, "ged": {}}
     for method, rows in agreement.items():
         pooled = {}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from .errors import InputError
 from .option_types import at_least, device
 from .ood import CORRUPTIONS, SEVERITIES
 from .predict_command import add_sampling_arguments, add_trust_bundle_argument, sampling_plan
+from .json_output import write_json
 
 IN_DISTRIBUTION = "in-distribution"
 OOD_SCANS = (  # (group, case, kind): files <data root>/ood/<case>_image.nii.gz
@@ -103,10 +103,9 @@ def run_ood(args, progress) -> None:
     with atomic_output_folder(args.out, overwrite=args.overwrite) as staging:
         write_csv(staging / "ood_scores.csv", rows, SCORE_COLUMNS)
         write_csv(staging / "ood_auroc.csv", table, AUROC_COLUMNS)
-        (staging / "ood_auroc.json").write_text(json.dumps({"score_region": "predicted foreground (classes > 0)",
-                                                            "rows": table, "notes": notes}, indent=2) + "\n")
+        write_json(staging / "ood_auroc.json", {"score_region": "predicted foreground (classes > 0)", "rows": table, "notes": notes})
         plot_scores(staging / "ood_histogram.png", rows, table, f"{model.spec.name}, {plan.name}")
-        (staging / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+        write_json(staging / "run.json", record)
     if args.progress != "json":
         print(format_table(table, notes))
 

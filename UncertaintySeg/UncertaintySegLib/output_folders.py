@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-from .errors import InputError
+from .errors import InputError, OutputWriteError
 
 # `.<name>.[old.]<pid>@<host>.XXXXXXXX` (XXXXXXXX: tempfile's 8 characters)
 STAGING_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<old>old\.)?(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.[a-z0-9_]{8}$")
@@ -67,7 +67,10 @@ def atomic_output_folder(folder: str | os.PathLike, overwrite: bool = False):
     os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700
     published = False
     try:
-        yield staging
+        try:
+            yield staging
+        except OutputWriteError as error:  # name the folder the user asked for, not the hidden staging one
+            raise OutputWriteError(str(error).replace(str(staging), str(shown))) from None
         _publish(staging, folder, overwrite, shown)
         published = True
     finally:

@@ -10,14 +10,13 @@ per kept channel.
 
 from __future__ import annotations
 
-import json
 import platform
 from pathlib import Path
 
 from .io import Volume, write_volume
 from .output_folders import atomic_output_folder
 from .pipeline import Prediction
-from .schemas import without_nan
+from .json_output import write_json
 
 OUTPUT_FILES = {"probabilities": "probabilities.nrrd", "entropy": "entropy.nrrd", "labels": "labels.nrrd"}
 FEATURE_MAPS_FOLDER = "feature_maps"
@@ -56,7 +55,7 @@ def write_prediction_files(folder: Path, prediction: Prediction, record: dict) -
     write_volume(folder / OUTPUT_FILES["labels"], prediction.label_volume)
     for name, array in prediction.sample_maps().items():
         write_volume(folder / SAMPLE_MAP_FILES[name], Volume(array, prediction.geometry))
-    (folder / "run.json").write_text(json.dumps(without_nan(record), indent=2, allow_nan=False) + "\n")  # valid JSON: null, never NaN
+    write_json(folder / "run.json", record)
 
 
 def write_feature_map_files(folder: Path, maps: dict, geometry) -> dict:

@@ -5,8 +5,9 @@ JSON mode prints one object per line on stdout: {"stage": "...", "fraction": 0.4
 
 from __future__ import annotations
 
-import json
 import sys
+
+from .json_output import json_text
 
 
 class Progress:
@@ -18,7 +19,8 @@ class Progress:
 
     def __call__(self, stage: str, fraction: float, **details) -> None:
         if self.mode == "json":
-            print(json.dumps({"stage": stage, "fraction": round(float(fraction), 4), **details}), file=self.stream, flush=True)
+            line = json_text({"stage": stage, "fraction": round(float(fraction), 4), **details}, indent=None)
+            print(line, file=self.stream, flush=True)
         elif self.mode == "text":
             extra = "".join(f"  {k}={v}" for k, v in details.items())
             print(f"[{fraction:4.0%}] {stage}{extra}", file=self.stream, flush=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from .errors import InputError
 from .option_types import device
 from .ranking import RANK_SCORES, CaseUncertainty
 from .predict_command import add_sampling_arguments, add_trust_bundle_argument, sampling_plan
+from .json_output import write_json
 
 RANKING_COLUMNS = ("rank", "case", "score", *CaseUncertainty.__dataclass_fields__)
 
@@ -103,7 +103,7 @@ def run_rank(args, progress) -> None:
     }
     with atomic_output_folder(args.out, overwrite=args.overwrite) as staging:
         write_ranking_csv(staging / "ranking.csv", rows)
-        (staging / "ranking.json").write_text(json.dumps(record, indent=2) + "\n")
+        write_json(staging / "ranking.json", record)
     if args.progress != "json":
         print(format_ranking(rows, args.score))
 

@@ -1,5 +1,5 @@
 """Schemas of the JSON files UncertaintySeg reads: `model.json`, `calibrator.json` and a MONAI bundle's
-`configs/metadata.json`; and `without_nan` for the JSON it writes.
+`configs/metadata.json`.
 
     spec = validate(ModelSpecSchema, data, "model.json", ModelError)      # a ModelSpecSchema, or ModelError
     # model.json: class_names: expected a list of unique names, found 'abc'
@@ -19,8 +19,6 @@ pydantic's own wording (which changes between releases).
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union  # Optional, not X | None: pydantic evaluates
 # the fields' annotations, and Slicer 5.8 runs the core on Python 3.9
 
@@ -340,18 +338,3 @@ def _fields_at(schema: type[BaseModel], path: tuple[str, ...]) -> list[str]:
         if current is None:
             return []
     return sorted(field.alias or name for name, field in current.model_fields.items())
-
-
-# ---- JSON the project writes ------------------------------------------------------------------------
-
-def without_nan(value):
-    """`value` with every non-finite float (NaN, inf; numpy's too) replaced by None, for `json.dumps(..., allow_nan=False)`:
-    the JSON the project writes is always valid JSON (a bare NaN is not)."""
-    if isinstance(value, dict):
-        return {key: without_nan(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [without_nan(item) for item in value]
-    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    return value

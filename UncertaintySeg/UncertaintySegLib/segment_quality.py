@@ -10,7 +10,6 @@ floor (the threshold maximising Youden's J = sensitivity + specificity - 1), whi
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .metrics import dice_per_class
+from .json_output import write_json
 
 DICE_CLIP = 1e-3  # logit(Dice) of Dice 0 or 1 is infinite: clip to [DICE_CLIP, 1 - DICE_CLIP]
 
@@ -118,9 +118,8 @@ def write_segment_quality(folder: Path, rows_by_method: dict[str, list[SegmentQu
     summaries = {method: summarize(method_rows, class_names, dice_floor) for method, method_rows in rows_by_method.items()}
     for method, summary in summaries.items():
         name = "thresholds.json" if len(summaries) == 1 else f"thresholds_{method}.json"
-        (folder / name).write_text(json.dumps(thresholds_document(summary, dice_floor, entropy_units), indent=2) + "\n")
-    (folder / "segment_quality.json").write_text(json.dumps(
-        {"dice_floor": dice_floor, "entropy_units": entropy_units, "methods": summaries}, indent=2) + "\n")
+        write_json(folder / name, thresholds_document(summary, dice_floor, entropy_units))
+    write_json(folder / "segment_quality.json", {"dice_floor": dice_floor, "entropy_units": entropy_units, "methods": summaries})
     plot_segment_quality(folder / "segment_quality.png", rows_by_method, summaries, entropy_units)
     return summaries
 

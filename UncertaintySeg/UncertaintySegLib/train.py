@@ -14,7 +14,6 @@ folder, whole or not at all.
 from __future__ import annotations
 
 import csv
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +28,7 @@ from .output_folders import atomic_output_folder
 from .metrics import dice_per_class
 from .models import ModelSpec
 from .progress import Progress
+from .json_output import write_json
 
 LOSSES = ("ce", "dice", "dice_ce", "elbo")  # elbo: the Probabilistic U-Net's, and only its
 ARCHITECTURES = ("unet", "probabilistic_unet")
@@ -183,8 +183,8 @@ def train_on_cases(cases: list[tuple[np.ndarray, np.ndarray]], out: Path, settin
         for name, (state, log, _) in zip(names, results):
             torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, staging / name)
             write_log(staging, log, suffix="" if members == 1 else f"_{name.removesuffix('.pt')}")
-        (staging / "model.json").write_text(json.dumps(spec.to_json(), indent=2) + "\n")
-        (staging / "training_summary.json").write_text(json.dumps(summary, indent=2, default=list) + "\n")
+        write_json(staging / "model.json", spec.to_json())
+        write_json(staging / "training_summary.json", summary, default=list)
     return summary
 
 

@@ -18,7 +18,6 @@ Free of Qt; the nodes given are only read. Fitting runs in the calling process (
 methods on a few cases; fine-tuning takes longer): `progress(stage, fraction)` is called between steps.
 """
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 from UncertaintySegSlicer.panelChoices import MODEL_FOLDER, CalibrationMethod, CalibrationSource
 from UncertaintySegSlicer.reference import labelsFromReferenceNode
 from UncertaintySegSlicer.volumes import geometryFromNode, volumeFromNode
+from UncertaintySegLib.json_output import write_json
 
 FIT_REPORT_FILE = "fit_report.json"
 FIT_ROIS = ("bbox", "whole")
@@ -71,7 +71,7 @@ class FittedCalibration:
                 from UncertaintySegLib.calibrate_command import write_fine_tuning_marker
 
                 write_fine_tuning_marker(staging, self.calibrator, self.model)
-            (staging / FIT_REPORT_FILE).write_text(json.dumps(self.report(), indent=2) + "\n")
+            write_json(staging / FIT_REPORT_FILE, self.report())
         self.folder = Path(folder)
         return self.folder
 
@@ -118,11 +118,12 @@ class CalibrationFittingMixin:
     """`fitCalibrator` for the module's Logic (and the console)."""
 
     def fitCalibrator(self, pairs, model="hippocampus", method="temperature", device="auto", roi="bbox", saveTo=None,
-                      overwrite=False, seed=0, progress=None, **settings):
+                      overwrite=False, seed=0, progress=None, trustBundle=False, **settings):
         """Fit `method` on `pairs` of (volume node, reference segmentation or label map node); a `FittedCalibration`.
 
         `model`: a bundled model name, a model path, or a loaded model. `roi`: "bbox" or "whole" (the voxels fitted on;
         fine-tuning trains on whole cases). `saveTo`: also save it there (refused if it exists, unless `overwrite`).
+        `trustBundle`: let MONAI run a MONAI bundle's config code (as `--trust-bundle`).
         `settings` go to the calibrator (e.g. `max_epochs=5` for auxconv and finetune).
         """
         from UncertaintySegLib.calibration import model_fingerprint
@@ -139,7 +140,7 @@ class CalibrationFittingMixin:
         if method == "finetune" and len(pairs) < 2:
             raise InputError(f"fine-tuning needs at least 2 pairs (one is held out to stop early), found {len(pairs)}.")
         progress("loading model", 0.0)
-        loadedModel = load_model(model) if isinstance(model, (str, Path)) else model
+        loadedModel = load_model(model, trust_bundle=trustBundle) if isinstance(model, (str, Path)) else model
         fingerprint = model_fingerprint(loadedModel)
         started = time.perf_counter()
         if method == "finetune":

@@ -77,7 +77,8 @@ def addFeatureMapNodes(scene, folderItemID, maps, geometry, namePrefix, colorMap
     return nodes
 
 
-def addFeatureMaps(inputVolume, folderItemID, model="hippocampus", layers=None, colorMap="grey", device="auto"):
+def addFeatureMaps(inputVolume, folderItemID, model="hippocampus", layers=None, colorMap="grey", device="auto",
+                   trustBundle=False):
     """Compute feature maps of `model`'s first network on `inputVolume` (in this process) and add them to the folder.
 
     `layers`: `LAYER[=mean|max|0,3,5]` strings as `predict --feature-maps` takes; None: the default
@@ -91,7 +92,7 @@ def addFeatureMaps(inputVolume, folderItemID, model="hippocampus", layers=None, 
     from UncertaintySegLib.inference import check_image
     from UncertaintySegLib.models import load_model
 
-    loaded = load_model(model)
+    loaded = load_model(model, trust_bundle=trustBundle)
     network = loaded.network
     requests = [parse_feature_map(layer) for layer in (layers if layers is not None else default_layers(network))]
     volume = volumeFromNode(inputVolume)

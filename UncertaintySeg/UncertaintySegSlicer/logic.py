@@ -78,7 +78,7 @@ class UncertaintySegLogicBase:
 
     def run(self, inputVolume, model="hippocampus", device="auto", method=None, samples=20, seed=0,
             overlay="entropy", overlayOpacity=0.5, calibrator=None, reference=None, roi="bbox", flagThreshold=None,
-            runName=None, parameterNode=None, bins=20, variant="top_label"):
+            runName=None, parameterNode=None, bins=20, variant="top_label", trustBundle=False):
         """Run `model` on `inputVolume` (left unchanged) and add probability, entropy, label and segment outputs.
 
         `method`: "softmax", "mc_dropout", "ensemble", "tta" or a combination ("ensemble+tta"); the
@@ -87,13 +87,14 @@ class UncertaintySegLogicBase:
         the volume shown over the input. `calibrator`: a saved calibrator folder (or a fitted
         `Calibrator`) applied to every pass's logits. `flagThreshold`: mean segment entropy above
         which a segment is flagged "check" (a number, {class: number}, or `evaluate`'s thresholds.json).
-        The rest as `addPredictionToScene`.
+        `trustBundle`: let MONAI run a MONAI bundle's config code (as `predict --trust-bundle`); by default a bundle's
+        config is read as data and refused if it holds code. The rest as `addPredictionToScene`.
         """
         from UncertaintySegLib.models import load_model
         from UncertaintySegLib.pipeline import predict_volume
         from UncertaintySegLib.sampling import SamplingPlan, parse_method
 
-        loadedModel = load_model(model)
+        loadedModel = load_model(model, trust_bundle=trustBundle)
         fitted = self.loadCalibrator(calibrator, loadedModel)
         if reference is not None:  # a reference that cannot be matched fails before the model runs, not after
             labelsFromReferenceNode(reference, inputVolume, list(loadedModel.spec.class_names))

@@ -42,7 +42,9 @@ def rankScene(parameters, scene=None, progress=None):
 
     scene = scene or slicer.mrmlScene
     settings = RunSettings.fromParameters(parameters)
-    tableNode = rankVolumeNodes(model=settings.modelArguments()["model"], method=settings.method.cliMethod, samples=settings.samples,
+    model = settings.modelArguments()
+    tableNode = rankVolumeNodes(model=model["model"], trustBundle=model.get("trustBundle", False),
+                                method=settings.method.cliMethod, samples=settings.samples,
                                 score=parameters.rankingScore.value, device=settings.device, tableName=RANKING_TABLE_NAME,
                                 scene=scene, progress=progress)
     previous = parameters.rankingTable

@@ -42,12 +42,12 @@ def rankableVolumeNodes(scene):
 
 
 def rankVolumeNodes(volumeNodes=None, model="hippocampus", method=None, samples=20, seed=0, score="mean_entropy",
-                    device="auto", tableName="uncertainty ranking", scene=None, progress=None):
+                    device="auto", tableName="uncertainty ranking", scene=None, progress=None, trustBundle=False):
     """Rank `volumeNodes` (default: `rankableVolumeNodes(scene)`) by `score` and add a table node, returned.
 
     `model`: a bundled model name, a model path, or a loaded model; `method`, `samples`, `seed` as `logic.run`;
     `score`: "mean_entropy", "mean_mi" (needs several samples) or "segment_entropy". One row per volume,
-    most uncertain first; equal scores by volume name, then scene order.
+    most uncertain first; equal scores by volume name, then scene order. `trustBundle` as `logic.run`.
     """
     from pathlib import Path
 
@@ -62,7 +62,7 @@ def rankVolumeNodes(volumeNodes=None, model="hippocampus", method=None, samples=
     if not nodes:
         raise InputError("no volumes to rank: load the unlabelled scans into the scene first (label maps and "
                          "UncertaintySeg's own output volumes are not ranked).")
-    loadedModel = load_model(model) if isinstance(model, (str, Path)) else model
+    loadedModel = load_model(model, trust_bundle=trustBundle) if isinstance(model, (str, Path)) else model
     plan = SamplingPlan(methods=parse_method(method), samples=samples, seed=seed) if method else None
     cases = []
     for node in nodes:

@@ -7,6 +7,7 @@
 Settings are the constructor's arguments (`get_params()`); what fitting learns ends in `_`.
 Cases are streamed one at a time (`cases.iter_cases`): a calibrator keeps only what it needs
 from each (a bounded sample of ROI voxels, or an ROI crop), so memory does not grow with the
+from ..json_output import write_json
 size of the volumes. `transform` is what `sampling.sample_probabilities(logits_transform=...)`
 applies to every forward pass; so an ensemble's calibrator is fitted on the pooled logits of all
 its members' passes.
@@ -15,14 +16,13 @@ its members' passes.
 from __future__ import annotations
 
 import inspect
-import json
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
 from ..errors import InputError
-from ..schemas import without_nan
+from ..json_output import write_json
 from .cases import Case, as_tensor, check_case, iter_cases, lift_binary, lower_binary
 from .fingerprint import check_same_model
 
@@ -198,7 +198,7 @@ class Calibrator:
         record = self.to_json()
         folder.mkdir(parents=True, exist_ok=True)
         torch.save({name: tensor.detach().cpu().contiguous() for name, tensor in self._tensors().items()}, folder / TENSOR_FILE)
-        (folder / JSON_FILE).write_text(json.dumps(without_nan(record), indent=2, allow_nan=False) + "\n")
+        write_json(folder / JSON_FILE, record)
         return folder
 
     @classmethod

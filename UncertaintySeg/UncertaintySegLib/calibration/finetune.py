@@ -17,7 +17,6 @@ The loop is `fine_tuning.fine_tune` (training crops, augmentation and held-out N
 from __future__ import annotations
 
 import copy
-import json
 import re
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from ..errors import InputError
 from ..fine_tuning import FineTuneSettings, fine_tune, split_holdout
 from ..progress import Progress
 from .fingerprint import model_fingerprint
+from ..json_output import write_json
 
 LEARNING_RATE_BY_TRAINING_LOSS = {"dice": 1e-3, "dice_ce": 1e-3, "ce": 1e-4}
 RECORD_FILE = "fine_tuning.json"
@@ -168,6 +168,6 @@ class LastLayerFineTuning:
         names = [spec["weights"]] if isinstance(spec["weights"], str) else spec["weights"]
         for name, network in zip(names, self.networks_):
             torch.save(network.state_dict(), folder / name)
-        (folder / "model.json").write_text(json.dumps(spec, indent=2) + "\n")
-        (folder / RECORD_FILE).write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        write_json(folder / "model.json", spec)
+        write_json(folder / RECORD_FILE, self.to_json())
         return folder
