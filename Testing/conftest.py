@@ -23,7 +23,7 @@ def data_root():
 @pytest.fixture(scope="session")
 def test_case(data_root):
     """(image path, label path) of the first case of the test split."""
-    from UncertaintySegLib.data import load_split
+    from UncertaintySegLib.data.hippocampus import load_split
 
     case = load_split(data_root, "test")[0]
     return case.image, case.label
@@ -50,7 +50,7 @@ def hippocampus_copy(tmp_path):
     """A private copy of the bundled `hippocampus` model (the bundled files may be retrained meanwhile)."""
     import shutil
 
-    from UncertaintySegLib.models import BUNDLED_MODELS_DIR
+    from UncertaintySegLib.predict.models import BUNDLED_MODELS_DIR
 
     folder = tmp_path / "hippocampus"
     folder.mkdir()

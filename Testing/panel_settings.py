@@ -1,12 +1,12 @@
 """The panel's run settings for tests without Qt: a stand-in node and the `predict` arguments the real CLI parses.
 
-Import after `pytest.importorskip("slicer")`: `UncertaintySegSlicer.panelRun` needs slicer-core.
+Import after `pytest.importorskip("slicer")`: `UncertaintySegSlicer.panel.panelRun` needs slicer-core.
 """
 
 from dataclasses import replace
 
 from UncertaintySegLib.cli import build_parser
-from UncertaintySegSlicer.panelRun import RunSettings
+from UncertaintySegSlicer.panel.panelRun import RunSettings
 
 
 class FakeNode:

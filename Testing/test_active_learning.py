@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from UncertaintySegLib.active_learning import (ExperimentSettings, LabelledCase, RoundResult, check_settings,
+from UncertaintySegLib.analysis.active_learning import (ExperimentSettings, LabelledCase, RoundResult, check_settings,
                                                learning_curves, paired_differences, pick_most_uncertain, pick_overlap, pick_random,
                                                run_experiment, train_model, train_settings)
-from UncertaintySegLib.errors import InputError
+from UncertaintySegLib.common.errors import InputError
 
 TINY = ExperimentSettings(sizes=(2, 3, 5), seeds=(0,), steps=2, channels=(4, 8))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 @pytest.fixture(scope="module")
 def cases(data_root):
     """(pool of 6 train cases, 2 test cases), images and labels read once."""
-    from UncertaintySegLib.data import load_split
-    from UncertaintySegLib.io import read_volume
+    from UncertaintySegLib.data.hippocampus import load_split
+    from UncertaintySegLib.predict.io import read_volume
 
     def read(split, count):
         return [LabelledCase(c.case_id, read_volume(c.image), read_volume(c.label).array) for c in load_split(data_root, split)[:count]]
@@ -75,9 +75,9 @@ def test_random_picks_are_distinct_unlabelled_cases_and_reproducible():
 
 
 def test_uncertainty_picks_are_the_cases_the_model_scores_highest(cases):
-    from UncertaintySegLib.pipeline import predict_volume
-    from UncertaintySegLib.ranking import case_uncertainty
-    from UncertaintySegLib.train import NORMALIZATION, prepare_case
+    from UncertaintySegLib.predict.pipeline import predict_volume
+    from UncertaintySegLib.analysis.ranking import case_uncertainty
+    from UncertaintySegLib.training.train import NORMALIZATION, prepare_case
 
     pool, _ = cases
     arrays = [prepare_case(c.image.array, c.label, NORMALIZATION) for c in pool]

@@ -9,13 +9,13 @@ import shutil
 import numpy as np
 import pytest
 
-from UncertaintySegLib.annotator_agreement import (annotator_agreement, generalized_energy_distance,
+from UncertaintySegLib.evaluation.annotator_agreement import (annotator_agreement, generalized_energy_distance,
                                                    label_agreement_groups, rater_counts)
 from UncertaintySegLib.cli import main
-from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.evaluate import add_evaluate_parser, run_evaluate
-from UncertaintySegLib.io import Volume, read_volume, write_volume
-from UncertaintySegLib.progress import Progress
+from UncertaintySegLib.common.errors import InputError
+from UncertaintySegLib.evaluation.prediction_sets import add_evaluate_parser, run_evaluate
+from UncertaintySegLib.predict.io import Volume, read_volume, write_volume
+from UncertaintySegLib.common.progress import Progress
 
 CLASSES = ["background", "a", "b"]
 

@@ -8,8 +8,8 @@ import torch
 
 from UncertaintySegLib.calibration import load_calibrator
 from UncertaintySegLib.cli import main
-from UncertaintySegLib.io import read_volume
-from UncertaintySegLib.models import load_model
+from UncertaintySegLib.predict.io import read_volume
+from UncertaintySegLib.predict.models import load_model
 from synthetic_cases import digest
 
 
@@ -18,7 +18,7 @@ def calibrate(*arguments):
 
 
 def test_calibrate_then_predict_with_the_calibrator_on_real_data(data_root, test_case, hippocampus_copy, small_model_dir, tmp_path, capsys):
-    from UncertaintySegLib.inference import check_image, predict_logits
+    from UncertaintySegLib.predict.inference import check_image, predict_logits
 
     out = tmp_path / "cal"
     assert calibrate("--model", hippocampus_copy, "--method", "temperature", "--data-root", data_root, "--max-cases", 5,

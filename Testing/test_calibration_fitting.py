@@ -10,14 +10,14 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
 
-from UncertaintySegLib.errors import InputError  # noqa: E402
-from UncertaintySegLib.io import read_volume  # noqa: E402
-from UncertaintySegSlicer.calibrationFitting import (FIT_REPORT_FILE, CalibrationFittingMixin, calibrationPairLabels,  # noqa: E402
+from UncertaintySegLib.common.errors import InputError  # noqa: E402
+from UncertaintySegLib.predict.io import read_volume  # noqa: E402
+from UncertaintySegSlicer.mrml.calibrationFitting import (FIT_REPORT_FILE, CalibrationFittingMixin, calibrationPairLabels,  # noqa: E402
                                                      checkFitParameters, fitFolderProblem, useFittedCalibration)
-from UncertaintySegSlicer.panelChoices import MODEL_FOLDER, PRECOMPUTED, CalibrationMethod, CalibrationSource  # noqa: E402
-from UncertaintySegSlicer.panelRun import RunSettings, checkRunParameters  # noqa: E402
-from UncertaintySegSlicer.segmentation import addSegmentationFromLabels  # noqa: E402
-from UncertaintySegSlicer.volumes import addVolumeNode, geometryFromNode  # noqa: E402
+from UncertaintySegSlicer.panel.panelChoices import MODEL_FOLDER, PRECOMPUTED, CalibrationMethod, CalibrationSource  # noqa: E402
+from UncertaintySegSlicer.panel.panelRun import RunSettings, checkRunParameters  # noqa: E402
+from UncertaintySegSlicer.mrml.segmentation import addSegmentationFromLabels  # noqa: E402
+from UncertaintySegSlicer.mrml.volumes import addVolumeNode, geometryFromNode  # noqa: E402
 
 CLASSES = ["background", "anterior", "posterior"]
 
@@ -25,7 +25,7 @@ CLASSES = ["background", "anterior", "posterior"]
 @pytest.fixture(scope="session")
 def calibration_cases(data_root):
     """The first two cases of the calibration split: (case id, image Volume, reference labels)."""
-    from UncertaintySegLib.data import load_split
+    from UncertaintySegLib.data.hippocampus import load_split
 
     return [(case.case_id, read_volume(case.image), read_volume(case.label).array.astype(np.uint8))
             for case in load_split(data_root, "calibration")[:2]]
@@ -48,8 +48,8 @@ def scene_pairs(mrml_scene, calibration_cases):
 
 def library_cases(model, calibration_cases, roi="bbox"):
     """The same cases read straight from the files, as `uncertaintyseg calibrate` reads them."""
-    from UncertaintySegLib.inference import check_image, predict_logits
-    from UncertaintySegLib.roi import roi_mask
+    from UncertaintySegLib.predict.inference import check_image, predict_logits
+    from UncertaintySegLib.evaluation.roi import roi_mask
 
     for _, image, labels in calibration_cases:
         pixels = check_image(image, model.spec)
@@ -60,7 +60,7 @@ def library_cases(model, calibration_cases, roi="bbox"):
 
 def test_temperature_fitted_from_scene_pairs_is_the_librarys_fit_on_the_files(scene_pairs, calibration_cases, tmp_path):
     from UncertaintySegLib.calibration import TemperatureScaling, model_fingerprint
-    from UncertaintySegLib.models import load_model
+    from UncertaintySegLib.predict.models import load_model
 
     _, pairs = scene_pairs
     stages = []
@@ -80,7 +80,7 @@ def test_temperature_fitted_from_scene_pairs_is_the_librarys_fit_on_the_files(sc
     assert fitted.folder == tmp_path / "hippocampus-ts"
     report = (fitted.folder / FIT_REPORT_FILE).read_text()
     assert calibration_cases[0][0] + " reference" in report and calibration_cases[1][0] + " labels" in report
-    from UncertaintySegLib.predict_command import load_calibrator_for
+    from UncertaintySegLib.cli.predict import load_calibrator_for
 
     loaded = load_calibrator_for(fitted.folder, model)
     logits = np.random.default_rng(0).normal(size=(3, 4, 5, 6)).astype(np.float32)
@@ -100,7 +100,7 @@ def test_temperature_fitted_from_scene_pairs_is_the_librarys_fit_on_the_files(sc
 
 def test_an_ensembles_member_passes_are_pooled(scene_pairs):
     from UncertaintySegLib.calibration import model_fingerprint
-    from UncertaintySegLib.models import load_model
+    from UncertaintySegLib.predict.models import load_model
 
     _, pairs = scene_pairs
     model = load_model("hippocampus-dice")
@@ -113,7 +113,7 @@ def test_an_ensembles_member_passes_are_pooled(scene_pairs):
 
 
 def test_fine_tuning_from_the_scene_becomes_the_panels_model(scene_pairs, tmp_path):
-    from UncertaintySegLib.models import load_model
+    from UncertaintySegLib.predict.models import load_model
 
     _, pairs = scene_pairs
     fitted = CalibrationFittingMixin().fitCalibrator(pairs, model="hippocampus", method="finetune", device="cpu",

@@ -8,9 +8,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from UncertaintySegLib.binning import accumulate_numpy, accumulate_torch
-from UncertaintySegLib.calibration_metrics import CalibrationHistogram
-from UncertaintySegLib.errors import InputError
+from UncertaintySegLib.evaluation.binning import accumulate_numpy, accumulate_torch
+from UncertaintySegLib.evaluation.calibration_metrics import CalibrationHistogram
+from UncertaintySegLib.common.errors import InputError
 
 
 def softmax_case(num_classes=3, voxels=20000, seed=0, sharpness=2.0):

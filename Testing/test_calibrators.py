@@ -9,7 +9,7 @@ import torch
 from UncertaintySegLib.calibration import (AuxiliaryConvCalibrator, HistogramBinning, IsotonicRegression, PlattScaling,
                                            TemperatureScaling, VectorScaling, load_calibrator, model_fingerprint, network_checksum)
 from UncertaintySegLib.calibration.base import JSON_FILE
-from UncertaintySegLib.errors import InputError
+from UncertaintySegLib.common.errors import InputError
 
 FACTORIES = {
     "temperature": lambda: TemperatureScaling(),
@@ -195,7 +195,7 @@ def test_transform_refuses_other_class_counts_and_an_unfitted_calibrator():
 
 
 def test_the_model_a_calibrator_was_fitted_for_is_checked(small_model_dir):
-    from UncertaintySegLib.models import load_model
+    from UncertaintySegLib.predict.models import load_model
 
     model = load_model(small_model_dir)
     fingerprint = model_fingerprint(model)

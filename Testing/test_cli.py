@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from conftest import write_image
 
 from UncertaintySegLib.cli import main
-from UncertaintySegLib.io import read_volume
+from UncertaintySegLib.predict.io import read_volume
 
 DIRECTION = (0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
 

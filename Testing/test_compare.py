@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from UncertaintySegLib.case_evaluation import evaluate_case
+from UncertaintySegLib.evaluation.case_evaluation import evaluate_case
 from UncertaintySegLib.cli import main
-from UncertaintySegLib.comparison_methods import parse_methods
-from UncertaintySegLib.comparison_tables import markdown_tables, table_rows
-from UncertaintySegLib.ensemble_size import case_subset_scores, pool_cases
-from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.metrics import negative_log_likelihood
+from UncertaintySegLib.analysis.comparison_methods import parse_methods
+from UncertaintySegLib.evaluation.comparison_tables import markdown_tables, table_rows
+from UncertaintySegLib.evaluation.ensemble_size import case_subset_scores, pool_cases
+from UncertaintySegLib.common.errors import InputError
+from UncertaintySegLib.evaluation.metrics import negative_log_likelihood
 
 CLASSES = ["background", "anterior", "posterior"]
 

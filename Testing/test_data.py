@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from UncertaintySegLib.data import PACKAGED_SPLITS, TASK, load_split, resolve_data_root
-from UncertaintySegLib.errors import InputError
+from UncertaintySegLib.data.hippocampus import PACKAGED_SPLITS, TASK, load_split, resolve_data_root
+from UncertaintySegLib.common.errors import InputError
 
 
 def test_packaged_split_is_the_shared_one(data_root):
@@ -31,7 +31,7 @@ def test_resolution_order(data_root, tmp_path, monkeypatch):
 
 
 def test_nothing_found_explains_how_to_get_the_data(tmp_path, monkeypatch):
-    import UncertaintySegLib.data as data
+    import UncertaintySegLib.data.hippocampus as data
 
     monkeypatch.delenv("UNCERTAINTYSEG_DATA", raising=False)
     monkeypatch.setattr(data, "REPOSITORY_ROOT", tmp_path / "repo")

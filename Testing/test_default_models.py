@@ -6,10 +6,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from UncertaintySegLib.io import read_volume
-from UncertaintySegLib.metrics import dice_per_class
-from UncertaintySegLib.models import BUNDLED_MODELS_DIR, bundled_model_names, load_model
-from UncertaintySegLib.pipeline import predict_volume
+from UncertaintySegLib.predict.io import read_volume
+from UncertaintySegLib.evaluation.metrics import dice_per_class
+from UncertaintySegLib.predict.models import BUNDLED_MODELS_DIR, bundled_model_names, load_model
+from UncertaintySegLib.predict.pipeline import predict_volume
 
 MODELS = bundled_model_names()
 FIXED_CASES = ("hippocampus_011", "hippocampus_037", "hippocampus_045")  # from the test split
@@ -37,7 +37,7 @@ def test_all_shipped_weights_fit_the_size_budget():
 
 @pytest.fixture(scope="module")
 def fixed_cases(data_root):
-    from UncertaintySegLib.data import TASK
+    from UncertaintySegLib.data.hippocampus import TASK
 
     task = data_root / TASK
     return [(read_volume(task / "imagesTr" / f"{c}.nii.gz"), read_volume(task / "labelsTr" / f"{c}.nii.gz")) for c in FIXED_CASES]

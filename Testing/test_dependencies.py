@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from UncertaintySegSlicer.dependencies import (REQUIREMENTS, InstallPlan, MissingPackage, installMissing, installPlan,
+from UncertaintySegSlicer.panel.dependencies import (REQUIREMENTS, InstallPlan, MissingPackage, installMissing, installPlan,
                                                missingPackages, versionTuple)
 
 REPOSITORY = Path(__file__).resolve().parents[1]

@@ -6,11 +6,11 @@ import pytest
 import torch
 from monai.networks.nets import UNet
 
-from UncertaintySegLib.dropout_insertion import insert_dropout, modules_after_dropout
-from UncertaintySegLib.dropout_retraining import LEARNING_RATES, make_dropout_model
-from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.models import load_model
-from UncertaintySegLib.sampling import dropout_layers, mc_dropout_mode
+from UncertaintySegLib.predict.dropout_insertion import insert_dropout, modules_after_dropout
+from UncertaintySegLib.training.dropout_retraining import LEARNING_RATES, make_dropout_model
+from UncertaintySegLib.common.errors import InputError
+from UncertaintySegLib.predict.models import load_model
+from UncertaintySegLib.predict.sampling import dropout_layers, mc_dropout_mode
 from synthetic_cases import blob_cases, digest
 
 ARGS = {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1}

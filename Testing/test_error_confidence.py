@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from UncertaintySegLib.error_confidence import (
+from UncertaintySegLib.evaluation.error_confidence import (
     ErrorConfidenceRow,
     case_error_confidence,
     error_confidence_rows,
@@ -14,10 +14,10 @@ from UncertaintySegLib.error_confidence import (
     summarize_error_confidence,
     write_error_confidence_csv,
 )
-from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.evaluate import add_evaluate_parser, run_evaluate
-from UncertaintySegLib.io import Geometry, Volume, write_volume
-from UncertaintySegLib.progress import Progress
+from UncertaintySegLib.common.errors import InputError
+from UncertaintySegLib.evaluation.prediction_sets import add_evaluate_parser, run_evaluate
+from UncertaintySegLib.predict.io import Geometry, Volume, write_volume
+from UncertaintySegLib.common.progress import Progress
 
 CLASSES = ["background", "lipid", "calcium"]
 FP_CONFIDENCES = [[0.4, 0.5], [0.6, 0.7]]

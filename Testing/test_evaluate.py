@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from UncertaintySegLib.calibration_metrics import CalibrationHistogram
-from UncertaintySegLib.comparison import best_or_equivalent, bootstrap_interval, paired_wilcoxon
-from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.evaluate import add_evaluate_parser, run_evaluate
-from UncertaintySegLib.io import Geometry, Volume, read_volume, write_volume
-from UncertaintySegLib.metrics import brier_score, hausdorff95_per_class, negative_log_likelihood
-from UncertaintySegLib.progress import Progress
-from UncertaintySegLib.roi import dilated_foreground_box, roi_mask
+from UncertaintySegLib.evaluation.calibration_metrics import CalibrationHistogram
+from UncertaintySegLib.evaluation.comparison import best_or_equivalent, bootstrap_interval, paired_wilcoxon
+from UncertaintySegLib.common.errors import InputError
+from UncertaintySegLib.evaluation.prediction_sets import add_evaluate_parser, run_evaluate
+from UncertaintySegLib.predict.io import Geometry, Volume, read_volume, write_volume
+from UncertaintySegLib.evaluation.metrics import brier_score, hausdorff95_per_class, negative_log_likelihood
+from UncertaintySegLib.common.progress import Progress
+from UncertaintySegLib.evaluation.roi import dilated_foreground_box, roi_mask
 
 SHAPE = (20, 18, 12)
 GEOMETRY = Geometry((1.0, 2.0, 3.0), (1.0, 1.0, 2.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 from UncertaintySegLib.cli import main
-from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.feature_maps import (
+from UncertaintySegLib.common.errors import InputError
+from UncertaintySegLib.predict.feature_maps import (
     FeatureMapRequest,
     capture_layers,
     default_layers,
@@ -17,9 +17,9 @@ from UncertaintySegLib.feature_maps import (
     parse_feature_map,
     reduce_channels,
 )
-from UncertaintySegLib.inference import normalize_intensity, predict_logits
-from UncertaintySegLib.io import read_volume
-from UncertaintySegLib.models import ModelSpec
+from UncertaintySegLib.predict.inference import normalize_intensity, predict_logits
+from UncertaintySegLib.predict.io import read_volume
+from UncertaintySegLib.predict.models import ModelSpec
 
 
 @pytest.fixture(scope="module")
@@ -169,14 +169,14 @@ def test_cli_refuses_feature_maps_without_a_model_and_unknown_layers(tmp_path, c
 
 
 def test_slicer_feature_maps_in_the_run_folder(mrml_scene, feature_map_run, test_case):
-    from UncertaintySegSlicer.featureMaps import (
+    from UncertaintySegSlicer.analysis.featureMaps import (
         GREY,
         addFeatureMapFolder,
         addFeatureMapNodes,
     )
-    from UncertaintySegSlicer.folders import createFolder
-    from UncertaintySegSlicer.runs import removeRun, tagRun
-    from UncertaintySegSlicer.volumes import volumeFromNode
+    from UncertaintySegSlicer.mrml.folders import createFolder
+    from UncertaintySegSlicer.mrml.runs import removeRun, tagRun
+    from UncertaintySegSlicer.mrml.volumes import volumeFromNode
 
     scene, _ = mrml_scene
     shNode = scene.GetSubjectHierarchyNode()

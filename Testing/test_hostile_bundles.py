@@ -15,8 +15,8 @@ import torch
 from conftest import write_image
 
 from UncertaintySegLib.cli import main
-from UncertaintySegLib.errors import ModelError
-from UncertaintySegLib.models import load_model
+from UncertaintySegLib.common.errors import ModelError
+from UncertaintySegLib.predict.models import load_model
 
 ARGS = {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [4, 8], "strides": [2], "num_res_units": 0}
 UNET_CALL = "monai.networks.nets.UNet(spatial_dims=3, in_channels=1, out_channels=3, channels=[4, 8], strides=[2], num_res_units=0)"
@@ -204,7 +204,7 @@ def test_panel_passes_trust_bundle_only_when_ticked(tmp_path):
     """The panel's box (shown with the model folder row) becomes `--trust-bundle`, as the real CLI parses it."""
     pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
     from panel_settings import parsed, settings
-    from UncertaintySegSlicer.panelChoices import MODEL_FOLDER, panelVisibility
+    from UncertaintySegSlicer.panel.panelChoices import MODEL_FOLDER, panelVisibility
 
     folder = {"model": MODEL_FOLDER, "modelFolder": tmp_path / "bundle"}
     assert parsed(settings(**folder)).trust_bundle is False  # the default: read as data
@@ -220,13 +220,13 @@ def test_slicer_entry_points_read_a_bundle_safely_unless_trusted(mrml_scene, tmp
     """The panel's and the console's in-process routes (run, fit, rank, feature maps) load a bundle as predict does:
     refused without `trustBundle` (nothing runs), MONAI's parser with it (the bundle's code runs)."""
     pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
-    from UncertaintySegLib.io import read_volume
-    from UncertaintySegSlicer.calibrationFitting import CalibrationFittingMixin
-    from UncertaintySegSlicer.featureMaps import addFeatureMaps
-    from UncertaintySegSlicer.folders import createFolder
-    from UncertaintySegSlicer.logic import UncertaintySegLogicBase
-    from UncertaintySegSlicer.ranking import rankVolumeNodes
-    from UncertaintySegSlicer.volumes import addVolumeNode
+    from UncertaintySegLib.predict.io import read_volume
+    from UncertaintySegSlicer.mrml.calibrationFitting import CalibrationFittingMixin
+    from UncertaintySegSlicer.analysis.featureMaps import addFeatureMaps
+    from UncertaintySegSlicer.mrml.folders import createFolder
+    from UncertaintySegSlicer.mrml.logic import UncertaintySegLogicBase
+    from UncertaintySegSlicer.analysis.ranking import rankVolumeNodes
+    from UncertaintySegSlicer.mrml.volumes import addVolumeNode
 
     class Logic(UncertaintySegLogicBase, CalibrationFittingMixin):
         pass

@@ -137,8 +137,8 @@ def test_full_disk_is_one_line_and_leaves_nothing(test_case, small_model_dir, tm
 def test_cut_short_nifti_and_metaimage_writes_are_errors(tmp_path, suffix):
     """niftilib reports a failed write on stderr only: the file was left cut short, as if written."""
     script = ("import numpy as np, sys\n"
-              "from UncertaintySegLib.io import Geometry, Volume, write_volume\n"
-              "from UncertaintySegLib.errors import OutputWriteError\n"
+              "from UncertaintySegLib.predict.io import Geometry, Volume, write_volume\n"
+              "from UncertaintySegLib.common.errors import OutputWriteError\n"
               "volume = Volume(np.random.default_rng(0).random((64, 64, 64), np.float32), "
               "Geometry((0, 0, 0), (1, 1, 1), (1, 0, 0, 0, 1, 0, 0, 0, 1)))\n"
               f"try:\n    write_volume(sys.argv[1], volume)\nexcept OutputWriteError as error:\n    print(error)\n")
@@ -157,7 +157,7 @@ def test_cut_short_nifti_and_metaimage_writes_are_errors(tmp_path, suffix):
 
 def test_every_json_the_project_writes_is_valid_json(tmp_path):
     """Python's json writes a bare NaN (invalid JSON) by default: run.json got one from --flag-threshold nan."""
-    from UncertaintySegLib.json_output import json_text, write_json
+    from UncertaintySegLib.common.json_output import json_text, write_json
 
     document = {"dice": float("nan"), "ece": np.float32(0.25), "bounds": (np.float64("inf"), 1), "count": np.int64(3)}
     path = write_json(tmp_path / "metrics.json", document)

@@ -14,8 +14,8 @@ import pytest
 from conftest import REPOSITORY, write_image
 
 from UncertaintySegLib.cli import main
-from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.output_folders import atomic_output_folder
+from UncertaintySegLib.common.errors import InputError
+from UncertaintySegLib.common.output_folders import atomic_output_folder
 
 # `.<name>.[old.]<pid>@<host>.XXXXXXXX`: the owner of a staging folder can be read from its name.
 STAGING = re.compile(r"^\.(?P<name>.+)\.(?:old\.)?(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.[a-z0-9_]{8}$")
@@ -147,7 +147,7 @@ def staging_folders(parent, name):
 
 
 def test_two_cli_runs_to_the_same_out_exactly_one_succeeds(small_model_dir, tmp_path, monkeypatch, capsys):
-    from UncertaintySegLib.progress import Progress
+    from UncertaintySegLib.common.progress import Progress
 
     image = synthetic_image(tmp_path / "inputs" / "image.nii.gz")
     out = tmp_path / "results" / "out"

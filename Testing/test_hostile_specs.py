@@ -11,10 +11,10 @@ import torch
 from UncertaintySegLib.calibration import TemperatureScaling, VectorScaling, load_calibrator, model_fingerprint
 from UncertaintySegLib.calibration.base import JSON_FILE, TENSOR_FILE
 from UncertaintySegLib.cli import build_parser, main
-from UncertaintySegLib.errors import InputError, ModelError
-from UncertaintySegLib.io import Geometry, Volume
-from UncertaintySegLib.models import BUNDLED_MODELS_DIR, bundled_model_names, spec_from_json
-from UncertaintySegLib.precomputed import read_probabilities
+from UncertaintySegLib.common.errors import InputError, ModelError
+from UncertaintySegLib.predict.io import Geometry, Volume
+from UncertaintySegLib.predict.models import BUNDLED_MODELS_DIR, bundled_model_names, spec_from_json
+from UncertaintySegLib.predict.precomputed import read_probabilities
 
 BASE = {"name": "m", "class_names": ["background", "fg"], "network": {"name": "UNet", "args": {}}}
 
@@ -95,7 +95,7 @@ def cases(seed=0):
 
 @pytest.fixture
 def fitted(tmp_path, small_model_dir):
-    from UncertaintySegLib.models import load_model
+    from UncertaintySegLib.predict.models import load_model
 
     model = load_model(small_model_dir)
     TemperatureScaling().fit(*cases(), model=model_fingerprint(model)).save(tmp_path / "cal")
@@ -113,7 +113,7 @@ def edit_record(folder, **changes):
 
 
 def test_a_calibrator_without_its_model_record_is_refused(fitted):
-    from UncertaintySegLib.predict_command import load_calibrator_for
+    from UncertaintySegLib.cli.predict import load_calibrator_for
 
     folder, model = fitted
     load_calibrator_for(folder, model)  # intact: fine
@@ -126,7 +126,7 @@ def test_a_calibrator_without_its_model_record_is_refused(fitted):
 
 
 def test_a_calibrator_fitted_without_a_model_cannot_be_checked_against_one(small_model_dir):
-    from UncertaintySegLib.models import load_model
+    from UncertaintySegLib.predict.models import load_model
 
     calibrator = TemperatureScaling().fit(*cases())
     with pytest.raises(InputError, match="no record of the model it was fitted for"):
@@ -214,7 +214,7 @@ def test_devices_that_are_absent_are_refused_up_front(capsys):
 
 
 def test_run_json_never_holds_nan(tmp_path):
-    from UncertaintySegLib.outputs import write_prediction_files
+    from UncertaintySegLib.predict.outputs import write_prediction_files
 
     class Stub:
         probability_volume = entropy_volume = label_volume = Volume(np.zeros((2, 2, 2), np.float32),
@@ -249,7 +249,7 @@ def test_a_text_file_named_npz_is_not_called_pickled(tmp_path):
 
 
 def test_thresholds_json_values_must_be_finite(tmp_path):
-    from UncertaintySegLib.predict_command import read_thresholds
+    from UncertaintySegLib.cli.predict import read_thresholds
 
     (tmp_path / "thresholds.json").write_text('{"thresholds": {"a": NaN, "b": 0.1}, "entropy_units": "nats"}')
     with pytest.raises(InputError, match="thresholds: expected a finite number >= 0 per class"):
@@ -268,7 +268,7 @@ def test_thresholds_json_values_must_be_finite(tmp_path):
     ({"name": 3}, "name: expected a non-empty string, found 3"),
 ])
 def test_bundle_metadata_schema_names_the_field(metadata, message):
-    from UncertaintySegLib.schemas import BundleMetadataSchema, validate
+    from UncertaintySegLib.predict.schemas import BundleMetadataSchema, validate
 
     with pytest.raises(ModelError) as raised:
         validate(BundleMetadataSchema, metadata, "configs/metadata.json", ModelError)
@@ -276,7 +276,7 @@ def test_bundle_metadata_schema_names_the_field(metadata, message):
 
 
 def test_bundle_metadata_schema_keeps_monais_other_keys():
-    from UncertaintySegLib.schemas import BundleMetadataSchema, validate
+    from UncertaintySegLib.predict.schemas import BundleMetadataSchema, validate
 
     checked = validate(BundleMetadataSchema, {"name": "spleen", "version": "0.5.0", "authors": "MONAI", "network_data_format": {
         "inputs": {"image": {"num_channels": 1, "spatial_shape": [96, 96, 96], "format": "hounsfield"}},
@@ -289,8 +289,8 @@ def test_a_bundle_with_damaged_metadata_is_refused_naming_the_field(tmp_path):
     """bundle.py reads configs/metadata.json through the schema: a string channel count was turned into int() before."""
     import json
 
-    from UncertaintySegLib.bundle import _read_metadata
-    from UncertaintySegLib.errors import ModelError
+    from UncertaintySegLib.predict.bundle import _read_metadata
+    from UncertaintySegLib.common.errors import ModelError
 
     path = tmp_path / "metadata.json"
     path.write_text(json.dumps({"name": "spleen", "network_data_format": {"inputs": {"image": {"num_channels": "1"}}}}))
@@ -306,7 +306,7 @@ def test_a_sigmoid_model_with_several_output_channels_is_told_what_sigmoid_takes
     import shutil
 
     from UncertaintySegLib.cli import main
-    from UncertaintySegLib.io import Geometry, Volume, write_volume
+    from UncertaintySegLib.predict.io import Geometry, Volume, write_volume
 
     folder = tmp_path / "sigmoid_model"
     shutil.copytree(small_model_dir, folder)

@@ -20,7 +20,7 @@ from UncertaintySegLib.cli import main
 @pytest.fixture(scope="module")
 def case(tmp_path_factory, data_root):
     """(image, label) copies of one real case, and the image's NIfTI bytes, decompressed."""
-    from UncertaintySegLib.data import load_split
+    from UncertaintySegLib.data.hippocampus import load_split
 
     source = load_split(data_root, "test")[0]
     folder = tmp_path_factory.mktemp("case")
@@ -151,7 +151,7 @@ def test_nifti_reader_reads_what_simpleitk_reads(case, tmp_path):
     """The NIfTI reader decompresses once and builds the voxels itself: same arrays and geometry as SimpleITK's."""
     import SimpleITK as sitk
 
-    from UncertaintySegLib import io
+    from UncertaintySegLib.predict import io
 
     image, label, _ = case
     rng = np.random.default_rng(0)
@@ -203,7 +203,7 @@ def test_calibrator_that_overflows_fails_naming_the_calibrator(small_model_dir, 
     import torch
 
     from UncertaintySegLib.calibration import CALIBRATORS, model_fingerprint
-    from UncertaintySegLib.models import load_model
+    from UncertaintySegLib.predict.models import load_model
 
     image, _, _ = case
     labels = (torch.arange(300) % 3).reshape(10, 10, 3)

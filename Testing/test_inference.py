@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.inference import check_image, normalize_intensity, predict_logits, probabilities_from_logits
-from UncertaintySegLib.io import Geometry, Volume
-from UncertaintySegLib.models import load_model
+from UncertaintySegLib.common.errors import InputError
+from UncertaintySegLib.predict.inference import check_image, normalize_intensity, predict_logits, probabilities_from_logits
+from UncertaintySegLib.predict.io import Geometry, Volume
+from UncertaintySegLib.predict.models import load_model
 
 GEOMETRY = Geometry((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
 

@@ -7,9 +7,9 @@ import pytest
 import SimpleITK as sitk
 from conftest import write_image
 
-from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.io import Geometry, Volume, read_volume, write_volume
-from UncertaintySegLib.output_folders import atomic_output_folder
+from UncertaintySegLib.common.errors import InputError
+from UncertaintySegLib.predict.io import Geometry, Volume, read_volume, write_volume
+from UncertaintySegLib.common.output_folders import atomic_output_folder
 
 OBLIQUE = (0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
 

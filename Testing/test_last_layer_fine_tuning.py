@@ -8,9 +8,9 @@ import torch
 
 from UncertaintySegLib.calibration import LastLayerFineTuning
 from UncertaintySegLib.calibration.finetune import LEARNING_RATE_BY_TRAINING_LOSS, last_learnable_layer, training_loss
-from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.fine_tuning import FineTuneSettings, fine_tune
-from UncertaintySegLib.models import load_model
+from UncertaintySegLib.common.errors import InputError
+from UncertaintySegLib.training.layer_retraining import FineTuneSettings, fine_tune
+from UncertaintySegLib.predict.models import load_model
 from synthetic_cases import blob_cases, digest
 
 CASE_SHAPE = (14, 16, 14)

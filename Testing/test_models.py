@@ -6,8 +6,8 @@ import shutil
 import pytest
 import torch
 
-from UncertaintySegLib.errors import ModelError
-from UncertaintySegLib.models import bundled_model_names, load_model, spec_from_json
+from UncertaintySegLib.common.errors import ModelError
+from UncertaintySegLib.predict.models import bundled_model_names, load_model, spec_from_json
 
 
 def forward(model, shape=(1, 1, 16, 16, 16)):
@@ -118,8 +118,8 @@ def test_spec_validation_says_what_is_wrong(change, message):
 def test_ensemble_spec_loads_every_member_and_predict_averages_them(small_model_dir, tmp_path):
     import numpy as np
 
-    from UncertaintySegLib.io import Geometry, Volume
-    from UncertaintySegLib.pipeline import predict_volume
+    from UncertaintySegLib.predict.io import Geometry, Volume
+    from UncertaintySegLib.predict.pipeline import predict_volume
 
     folder = tmp_path / "ensemble"
     folder.mkdir()

@@ -53,7 +53,7 @@ WIDGET_MANAGED_FIELDS = {"calibrationPairs", "rankingTable", "annotatorReference
 def enum_names():
     import enum
 
-    from UncertaintySegSlicer import panelChoices
+    from UncertaintySegSlicer.panel import panelChoices
 
     return {name for name, value in vars(panelChoices).items() if isinstance(value, type) and issubclass(value, enum.Enum)
             and len(value) > 0}
@@ -73,7 +73,7 @@ def test_every_slicer_parameter_name_maps_to_a_parameter_node_field_and_back():
 
 
 def test_enum_parameters_have_a_default_member_and_a_label_for_every_member():
-    from UncertaintySegSlicer import panelChoices
+    from UncertaintySegSlicer.panel import panelChoices
 
     for node in module_tree().body:
         if isinstance(node, ast.ClassDef) and node.name == "UncertaintySegParameterNode":
@@ -144,8 +144,8 @@ def test_folder_parameters_browse_folders_and_file_parameters_browse_files():
 def test_panel_rows_name_existing_widgets_and_cover_every_optional_row():
     from types import SimpleNamespace
 
-    from UncertaintySegSlicer.panelChoices import panelVisibility
-    from UncertaintySegSlicer.panelRun import RunSettings
+    from UncertaintySegSlicer.panel.panelChoices import panelVisibility
+    from UncertaintySegSlicer.panel.panelRun import RunSettings
 
     rows = next(ast.literal_eval(node.value) for node in module_tree().body
                 if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "PANEL_ROWS")
@@ -162,7 +162,7 @@ def test_the_module_loads_in_a_slicer_without_torch_monai_numba_scipy_matplotlib
 
     imported = sorted({node.module for node in module_tree().body if isinstance(node, ast.ImportFrom)
                        and (node.module or "").split(".")[0] in ("UncertaintySegLib", "UncertaintySegSlicer")})
-    assert "UncertaintySegSlicer.logic" in imported and "UncertaintySegSlicer.panelRun" in imported
+    assert "UncertaintySegSlicer.mrml.logic" in imported and "UncertaintySegSlicer.panel.panelRun" in imported
     blocked = ["torch", "monai", "numba", "scipy", "matplotlib", "pydantic"]
     code = (f"import sys\nfor name in {blocked!r}: sys.modules[name] = None\nsys.path.insert(0, {str(MODULE)!r})\n"
             + "".join(f"import {module}\n" for module in imported))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from UncertaintySegLib.cli import main
-from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.ood import CORRUPTIONS, auroc, auroc_by_group, case_score, corrupt
+from UncertaintySegLib.common.errors import InputError
+from UncertaintySegLib.analysis.ood import CORRUPTIONS, auroc, auroc_by_group, case_score, corrupt
 
 
 def test_auroc_perfect_reversed_and_tied():

@@ -10,14 +10,14 @@ import pytest
 slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
 
 from panel_settings import parsed, settings  # noqa: E402
-from UncertaintySegLib.io import read_volume  # noqa: E402
-from UncertaintySegSlicer.logic import UncertaintySegLogicBase  # noqa: E402
-from UncertaintySegSlicer.panelChoices import (MODEL_FILE, PRECOMPUTED, FeatureMapReduction, RankingScore,  # noqa: E402
+from UncertaintySegLib.predict.io import read_volume  # noqa: E402
+from UncertaintySegSlicer.mrml.logic import UncertaintySegLogicBase  # noqa: E402
+from UncertaintySegSlicer.panel.panelChoices import (MODEL_FILE, PRECOMPUTED, FeatureMapReduction, RankingScore,  # noqa: E402
                                                UncertaintyMethod, panelVisibility)
-from UncertaintySegSlicer.panelRanking import RANKING_TABLE_NAME, checkRankParameters, rankScene  # noqa: E402
-from UncertaintySegSlicer.panelRun import PanelRun, checkRunParameters  # noqa: E402
-from UncertaintySegSlicer.process import RUNNING, SUCCEEDED  # noqa: E402
-from UncertaintySegSlicer.volumes import addVolumeNode, volumeFromNode  # noqa: E402
+from UncertaintySegSlicer.panel.panelRanking import RANKING_TABLE_NAME, checkRankParameters, rankScene  # noqa: E402
+from UncertaintySegSlicer.panel.panelRun import PanelRun, checkRunParameters  # noqa: E402
+from UncertaintySegSlicer.panel.process import RUNNING, SUCCEEDED  # noqa: E402
+from UncertaintySegSlicer.mrml.volumes import addVolumeNode, volumeFromNode  # noqa: E402
 
 
 def test_feature_map_settings_become_predict_arguments_the_cli_parses():
@@ -107,8 +107,8 @@ def rank_parameters(rankingScore=RankingScore.MEAN_ENTROPY, **changes):
 
 def test_rank_button_ranks_the_scene_into_the_parameter_nodes_table(mrml_scene, test_case):
     """The scene's hippocampus case and a noisy copy: the noisy one first; ranking again replaces the table."""
-    from UncertaintySegLib.ood import corrupt
-    from UncertaintySegSlicer.ranking import rankVolumeNodes
+    from UncertaintySegLib.analysis.ood import corrupt
+    from UncertaintySegSlicer.analysis.ranking import rankVolumeNodes
 
     scene, _ = mrml_scene
     image = read_volume(test_case[0])

@@ -10,18 +10,18 @@ import pytest
 slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
 
 from panel_settings import settings  # noqa: E402
-from UncertaintySegLib.annotator_agreement import annotator_agreement  # noqa: E402
-from UncertaintySegLib.errors import InputError  # noqa: E402
-from UncertaintySegLib.io import Geometry  # noqa: E402
-from UncertaintySegLib.roi import roi_mask  # noqa: E402
-from UncertaintySegSlicer import annotators as annotatorsModule  # noqa: E402
-from UncertaintySegSlicer.annotators import AGREEMENT_COLUMNS, annotatorAgreementTable  # noqa: E402
-from UncertaintySegSlicer.logic import RunResult  # noqa: E402
-from UncertaintySegSlicer.panelAnnotators import (ANNOTATOR_TABLE_NAME, annotatorListLabels,  # noqa: E402
+from UncertaintySegLib.evaluation.annotator_agreement import annotator_agreement  # noqa: E402
+from UncertaintySegLib.common.errors import InputError  # noqa: E402
+from UncertaintySegLib.predict.io import Geometry  # noqa: E402
+from UncertaintySegLib.evaluation.roi import roi_mask  # noqa: E402
+from UncertaintySegSlicer.analysis import annotators as annotatorsModule  # noqa: E402
+from UncertaintySegSlicer.analysis.annotators import AGREEMENT_COLUMNS, annotatorAgreementTable  # noqa: E402
+from UncertaintySegSlicer.mrml.logic import RunResult  # noqa: E402
+from UncertaintySegSlicer.panel.panelAnnotators import (ANNOTATOR_TABLE_NAME, annotatorListLabels,  # noqa: E402
                                                   checkAnnotatorParameters, compareAnnotators)
-from UncertaintySegSlicer.panelChoices import RegionOfInterest  # noqa: E402
-from UncertaintySegSlicer.segmentation import addSegmentationFromLabels  # noqa: E402
-from UncertaintySegSlicer.volumes import addVolumeNode, volumeFromNode  # noqa: E402
+from UncertaintySegSlicer.panel.panelChoices import RegionOfInterest  # noqa: E402
+from UncertaintySegSlicer.mrml.segmentation import addSegmentationFromLabels  # noqa: E402
+from UncertaintySegSlicer.mrml.volumes import addVolumeNode, volumeFromNode  # noqa: E402
 
 CLASSES = ["background", "anterior", "posterior"]
 SHAPE = (30, 24, 10)

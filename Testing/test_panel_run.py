@@ -11,15 +11,15 @@ from slicer_scene import addSliceView, rasToSlicePixel, renderSlice
 slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
 
 from panel_settings import FakeNode, parsed, settings  # noqa: E402
-from UncertaintySegLib.io import read_volume  # noqa: E402
-from UncertaintySegSlicer.logic import UncertaintySegLogicBase  # noqa: E402
-from UncertaintySegSlicer.panelChoices import (MODEL_FILE, MODEL_FOLDER, PRECOMPUTED, CalibrationSource,  # noqa: E402
+from UncertaintySegLib.predict.io import read_volume  # noqa: E402
+from UncertaintySegSlicer.mrml.logic import UncertaintySegLogicBase  # noqa: E402
+from UncertaintySegSlicer.panel.panelChoices import (MODEL_FILE, MODEL_FOLDER, PRECOMPUTED, CalibrationSource,  # noqa: E402
                                                OverlayColormap, OverlayMap, RegionOfInterest, UncertaintyMethod, panelVisibility)
-from UncertaintySegSlicer.panelRun import PanelRun, RunSettings, checkRunParameters, statusText  # noqa: E402
-from UncertaintySegSlicer.process import CANCELLED, FAILED, RUNNING, SUCCEEDED  # noqa: E402
-from UncertaintySegSlicer.runs import runKeyFor  # noqa: E402
-from UncertaintySegSlicer.segmentation import addSegmentationFromLabels  # noqa: E402
-from UncertaintySegSlicer.volumes import addVolumeNode, ijkToRASFromGeometry, volumeFromNode  # noqa: E402
+from UncertaintySegSlicer.panel.panelRun import PanelRun, RunSettings, checkRunParameters, statusText  # noqa: E402
+from UncertaintySegSlicer.panel.process import CANCELLED, FAILED, RUNNING, SUCCEEDED  # noqa: E402
+from UncertaintySegSlicer.mrml.runs import runKeyFor  # noqa: E402
+from UncertaintySegSlicer.mrml.segmentation import addSegmentationFromLabels  # noqa: E402
+from UncertaintySegSlicer.mrml.volumes import addVolumeNode, ijkToRASFromGeometry, volumeFromNode  # noqa: E402
 
 CLASSES = ["background", "anterior", "posterior"]
 
@@ -212,7 +212,7 @@ def test_a_failing_run_reports_the_clis_message_not_a_traceback(panel_scene, tmp
 def test_an_input_removed_while_running_is_reported_and_nothing_is_added(panel_scene, tmp_path):
     import sys
 
-    from UncertaintySegSlicer.process import BackgroundProcess
+    from UncertaintySegSlicer.panel.process import BackgroundProcess
 
     scene = panel_scene["scene"]
     run = PanelRun(settings(inputVolume=panel_scene["input"]), workParent=tmp_path)
@@ -226,8 +226,8 @@ def test_an_input_removed_while_running_is_reported_and_nothing_is_added(panel_s
 
 
 def test_every_method_the_panel_offers_is_one_predict_accepts_and_samples_show_when_they_matter():
-    from UncertaintySegLib.sampling import parse_method
-    from UncertaintySegSlicer.panelChoices import UncertaintyMethod
+    from UncertaintySegLib.predict.sampling import parse_method
+    from UncertaintySegSlicer.panel.panelChoices import UncertaintyMethod
 
     for method in UncertaintyMethod:
         if method.cliMethod is not None:

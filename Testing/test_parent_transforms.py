@@ -18,14 +18,14 @@ from slicer_scene import addSliceView, rasToSlicePixel, renderSlice
 slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
 vtk = pytest.importorskip("vtk")
 
-from UncertaintySegLib.errors import InputError  # noqa: E402
-from UncertaintySegLib.io import Geometry, Volume, write_volume  # noqa: E402
-from UncertaintySegLib.pipeline import Prediction  # noqa: E402
-from UncertaintySegSlicer.featureMaps import addFeatureMapFolder, addFeatureMapNodes  # noqa: E402
-from UncertaintySegSlicer.logic import UncertaintySegLogicBase  # noqa: E402
-from UncertaintySegSlicer.reference import labelsFromReferenceNode, maskFromNode  # noqa: E402
-from UncertaintySegSlicer.segmentation import addSegmentationFromLabels  # noqa: E402
-from UncertaintySegSlicer.volumes import addVolumeNode, ijkToRASFromGeometry  # noqa: E402
+from UncertaintySegLib.common.errors import InputError  # noqa: E402
+from UncertaintySegLib.predict.io import Geometry, Volume, write_volume  # noqa: E402
+from UncertaintySegLib.predict.pipeline import Prediction  # noqa: E402
+from UncertaintySegSlicer.analysis.featureMaps import addFeatureMapFolder, addFeatureMapNodes  # noqa: E402
+from UncertaintySegSlicer.mrml.logic import UncertaintySegLogicBase  # noqa: E402
+from UncertaintySegSlicer.mrml.reference import labelsFromReferenceNode, maskFromNode  # noqa: E402
+from UncertaintySegSlicer.mrml.segmentation import addSegmentationFromLabels  # noqa: E402
+from UncertaintySegSlicer.mrml.volumes import addVolumeNode, ijkToRASFromGeometry  # noqa: E402
 
 CLASSES = ("background", "blob")
 SHAPE = (24, 24, 5)

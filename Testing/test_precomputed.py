@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.io import Geometry, Volume, write_volume
-from UncertaintySegLib.precomputed import read_probabilities
+from UncertaintySegLib.common.errors import InputError
+from UncertaintySegLib.predict.io import Geometry, Volume, write_volume
+from UncertaintySegLib.predict.precomputed import read_probabilities
 
 IMAGE = Volume(np.zeros((5, 6, 7), np.float32), Geometry((1.0, 2.0, 3.0), (0.5, 0.6, 0.7), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)))
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import write_image
 
 from UncertaintySegLib.cli import main
-from UncertaintySegLib.io import read_volume
+from UncertaintySegLib.predict.io import read_volume
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.io import Geometry
-from UncertaintySegLib.outputs import run_record, write_prediction
-from UncertaintySegLib.pipeline import Prediction
-from UncertaintySegLib.prediction_folder import read_prediction_folder
-from UncertaintySegLib.segment_scores import segment_scores, write_segment_csv
+from UncertaintySegLib.common.errors import InputError
+from UncertaintySegLib.predict.io import Geometry
+from UncertaintySegLib.predict.outputs import run_record, write_prediction
+from UncertaintySegLib.predict.pipeline import Prediction
+from UncertaintySegLib.predict.prediction_folder import read_prediction_folder
+from UncertaintySegLib.predict.segment_scores import segment_scores, write_segment_csv
 
 
 def written_prediction(folder, samples):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from UncertaintySegLib.cli import build_parser
-from UncertaintySegSlicer.process import (CANCELLED, FAILED, MODULE_FOLDER, RUNNING, SUCCEEDED, BackgroundProcess,
+from UncertaintySegSlicer.panel.process import (CANCELLED, FAILED, MODULE_FOLDER, RUNNING, SUCCEEDED, BackgroundProcess,
                                           CliProcess, cliEnvironment, predictArguments, pythonExecutable)
 
 PREDICTION_FILES = {"probabilities.nrrd", "entropy.nrrd", "labels.nrrd", "segments.csv", "run.json"}
@@ -168,7 +168,7 @@ def test_a_killed_run_reports_the_signal_and_its_staging_folder_is_removed(tmp_p
 
 def test_predict_arguments_are_what_the_cli_parses(tmp_path, monkeypatch):
     # --device is checked against this machine's devices when parsed: pretend to have two GPUs
-    monkeypatch.setattr("UncertaintySegLib.option_types.available_devices", lambda: ["auto", "cpu", "cuda", "cuda:0", "cuda:1"])
+    monkeypatch.setattr("UncertaintySegLib.cli.option_types.available_devices", lambda: ["auto", "cpu", "cuda", "cuda:0", "cuda:1"])
     arguments = predictArguments(tmp_path / "case.nii.gz", tmp_path / "out", model=["a/model.json", tmp_path / "b"],
                                  method="ensemble+tta", samples=7, seed=3, ttaAxes=(0, 2), device="cuda:1",
                                  calibrator=tmp_path / "cal", insertDropout="decoder", dropoutP=0.2, saveSamples=True,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from UncertaintySegLib.cli import main
-from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.ranking import CaseUncertainty, case_uncertainty, rank_cases
+from UncertaintySegLib.common.errors import InputError
+from UncertaintySegLib.analysis.ranking import CaseUncertainty, case_uncertainty, rank_cases
 
 CLEAN_CASES = 3
 
@@ -65,9 +65,9 @@ def test_case_uncertainty_hand_computed():
 def image_folder(data_root, tmp_path_factory):
     """Three test-split hippocampus images, a strongly noisy copy of the first (as `ood` makes it), and a
     48 x 64 x 26 block of the far-OOD spleen CT (the whole CT takes 15 s per pass on two cores)."""
-    from UncertaintySegLib.data import load_split
-    from UncertaintySegLib.io import Volume, read_volume, write_volume
-    from UncertaintySegLib.ood import corrupt
+    from UncertaintySegLib.data.hippocampus import load_split
+    from UncertaintySegLib.predict.io import Volume, read_volume, write_volume
+    from UncertaintySegLib.analysis.ood import corrupt
 
     spleen = data_root / "ood" / "spleen_ct_image.nii.gz"
     if not spleen.is_file():
@@ -104,9 +104,9 @@ def test_out_of_distribution_images_rank_first(cli_ranking):
 
 
 def test_ranking_equals_sorting_the_core_scores(cli_ranking, image_folder):
-    from UncertaintySegLib.io import read_volume
-    from UncertaintySegLib.models import load_model
-    from UncertaintySegLib.pipeline import predict_volume
+    from UncertaintySegLib.predict.io import read_volume
+    from UncertaintySegLib.predict.models import load_model
+    from UncertaintySegLib.predict.pipeline import predict_volume
 
     rows = read_csv(cli_ranking / "ranking.csv")
     model = load_model("hippocampus")
@@ -149,7 +149,7 @@ def rank_cli(images, out, *extra):
 
 
 def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path, image_folder, capsys):
-    from UncertaintySegLib.io import Geometry, Volume, write_volume
+    from UncertaintySegLib.predict.io import Geometry, Volume, write_volume
 
     out = tmp_path / "out"
     empty = tmp_path / "empty"
@@ -191,10 +191,10 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path, image_folder, capsy
 
 
 def test_slicer_table_matches_the_cli_csv(mrml_scene, cli_ranking, image_folder):
-    from UncertaintySegLib.io import read_volume
-    from UncertaintySegSlicer.folders import createFolder, placeInFolder
-    from UncertaintySegSlicer.ranking import RANKING_TABLE_COLUMNS, rankVolumeNodes
-    from UncertaintySegSlicer.volumes import addVolumeNode
+    from UncertaintySegLib.predict.io import read_volume
+    from UncertaintySegSlicer.mrml.folders import createFolder, placeInFolder
+    from UncertaintySegSlicer.analysis.ranking import RANKING_TABLE_COLUMNS, rankVolumeNodes
+    from UncertaintySegSlicer.mrml.volumes import addVolumeNode
 
     scene, _ = mrml_scene
     nodes = {}
@@ -224,7 +224,7 @@ def test_slicer_table_matches_the_cli_csv(mrml_scene, cli_ranking, image_folder)
 
 
 def test_slicer_ranking_refuses_an_empty_scene_and_mi_without_samples(mrml_scene):
-    from UncertaintySegSlicer.ranking import rankVolumeNodes
+    from UncertaintySegSlicer.analysis.ranking import rankVolumeNodes
 
     scene, _ = mrml_scene
     with pytest.raises(InputError, match="no volumes to rank"):
@@ -236,9 +236,9 @@ def test_slicer_ranking_refuses_an_empty_scene_and_mi_without_samples(mrml_scene
 def test_listing_the_rankable_volumes_keeps_no_reference_to_them(mrml_scene):
     """The panel asks for the rankable volumes on every change of its parameters: a removed volume must be freed."""
     import numpy as np
-    from UncertaintySegLib.io import Geometry
-    from UncertaintySegSlicer.ranking import rankableVolumeNodes
-    from UncertaintySegSlicer.volumes import addVolumeNode
+    from UncertaintySegLib.predict.io import Geometry
+    from UncertaintySegSlicer.analysis.ranking import rankableVolumeNodes
+    from UncertaintySegSlicer.mrml.volumes import addVolumeNode
 
     scene, _ = mrml_scene
     node = addVolumeNode(scene, np.zeros((4, 4, 4), np.float32), Geometry((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), tuple(np.eye(3).ravel())), "case")

@@ -3,7 +3,7 @@
 import hashlib
 from pathlib import Path
 
-from UncertaintySegSlicer.sampleData import (CATEGORY, HIPPOCAMPUS_FILES, LOCAL_PATHS, RELEASE_URL, THUMBNAIL,
+from UncertaintySegSlicer.panel.sampleData import (CATEGORY, HIPPOCAMPUS_FILES, LOCAL_PATHS, RELEASE_URL, THUMBNAIL,
                                              registerSampleData)
 
 ICONS = Path(__file__).resolve().parents[1] / "UncertaintySeg" / "Resources" / "Icons"

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.io import Geometry, Volume
-from UncertaintySegLib.models import LoadedModel, ModelSpec
-from UncertaintySegLib.pipeline import predict_volume
-from UncertaintySegLib.sampling import SamplingPlan, dropout_layers, parse_method, sample_probabilities
-from UncertaintySegLib.uncertainty import StreamingMoments, predictive_entropy
+from UncertaintySegLib.common.errors import InputError
+from UncertaintySegLib.predict.io import Geometry, Volume
+from UncertaintySegLib.predict.models import LoadedModel, ModelSpec
+from UncertaintySegLib.predict.pipeline import predict_volume
+from UncertaintySegLib.predict.sampling import SamplingPlan, dropout_layers, parse_method, sample_probabilities
+from UncertaintySegLib.predict.uncertainty import StreamingMoments, predictive_entropy
 
 SPEC = ModelSpec(name="toy", class_names=("background", "a", "b"), roi_size=(8, 8, 8), normalization={"kind": "none"})
 
@@ -178,7 +178,7 @@ def test_predict_volume_writes_sample_maps_only_for_several_samples():
 def test_tta_on_axes_the_model_was_not_trained_for_is_flagged():
     from dataclasses import replace
 
-    from UncertaintySegLib.sampling import tta_warning
+    from UncertaintySegLib.predict.sampling import tta_warning
 
     plan = SamplingPlan(parse_method("tta"), tta_axes=(0, 2))
     assert "does not declare flip_axes" in tta_warning(plan, SPEC) and "[0, 2]" in tta_warning(plan, SPEC)

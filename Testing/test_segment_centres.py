@@ -4,8 +4,8 @@ import math
 
 import numpy as np
 
-from UncertaintySegLib.segment_centres import segment_centres
-from UncertaintySegLib.segment_scores import read_segment_csv, segment_scores, write_segment_csv
+from UncertaintySegLib.predict.segment_centres import segment_centres
+from UncertaintySegLib.predict.segment_scores import read_segment_csv, segment_scores, write_segment_csv
 
 
 def labels_with_a_curve_and_a_dot():

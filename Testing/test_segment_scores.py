@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.segment_scores import segment_scores, write_segment_csv
+from UncertaintySegLib.common.errors import InputError
+from UncertaintySegLib.predict.segment_scores import segment_scores, write_segment_csv
 
 NAMES = ("background", "anterior", "posterior")
 

@@ -10,19 +10,19 @@ from slicer_scene import addSliceView
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
 
-from UncertaintySegLib.calibration_metrics import CalibrationHistogram  # noqa: E402
-from UncertaintySegLib.case_evaluation import evaluate_case  # noqa: E402
-from UncertaintySegLib.errors import InputError  # noqa: E402
-from UncertaintySegLib.io import read_volume  # noqa: E402
-from UncertaintySegLib.roi import roi_mask  # noqa: E402
-from UncertaintySegLib.segment_scores import segment_scores  # noqa: E402
-from UncertaintySegSlicer import logic as logicModule  # noqa: E402
-from UncertaintySegSlicer.charts import SERIES_ROLE_ATTRIBUTE  # noqa: E402
-from UncertaintySegSlicer.logic import UncertaintySegLogicBase  # noqa: E402
-from UncertaintySegSlicer.reference import labelsFromReferenceNode  # noqa: E402
-from UncertaintySegSlicer.segmentation import addSegmentationFromLabels  # noqa: E402
-from UncertaintySegSlicer.tables import CENTRE_COLUMNS, METRIC_COLUMNS, SEGMENT_COLUMNS  # noqa: E402
-from UncertaintySegSlicer.volumes import addVolumeNode, ijkToRASFromGeometry, volumeFromNode  # noqa: E402
+from UncertaintySegLib.evaluation.calibration_metrics import CalibrationHistogram  # noqa: E402
+from UncertaintySegLib.evaluation.case_evaluation import evaluate_case  # noqa: E402
+from UncertaintySegLib.common.errors import InputError  # noqa: E402
+from UncertaintySegLib.predict.io import read_volume  # noqa: E402
+from UncertaintySegLib.evaluation.roi import roi_mask  # noqa: E402
+from UncertaintySegLib.predict.segment_scores import segment_scores  # noqa: E402
+from UncertaintySegSlicer.mrml import logic as logicModule  # noqa: E402
+from UncertaintySegSlicer.mrml.charts import SERIES_ROLE_ATTRIBUTE  # noqa: E402
+from UncertaintySegSlicer.mrml.logic import UncertaintySegLogicBase  # noqa: E402
+from UncertaintySegSlicer.mrml.reference import labelsFromReferenceNode  # noqa: E402
+from UncertaintySegSlicer.mrml.segmentation import addSegmentationFromLabels  # noqa: E402
+from UncertaintySegSlicer.mrml.tables import CENTRE_COLUMNS, METRIC_COLUMNS, SEGMENT_COLUMNS  # noqa: E402
+from UncertaintySegSlicer.mrml.volumes import addVolumeNode, ijkToRASFromGeometry, volumeFromNode  # noqa: E402
 
 CLASSES = ["background", "anterior", "posterior"]
 
@@ -30,8 +30,8 @@ CLASSES = ["background", "anterior", "posterior"]
 @pytest.fixture(scope="session")
 def hippocampus_case(test_case):
     """(image, reference, prediction of the bundled model) for the first test case, computed once."""
-    from UncertaintySegLib.models import load_model
-    from UncertaintySegLib.pipeline import predict_volume
+    from UncertaintySegLib.predict.models import load_model
+    from UncertaintySegLib.predict.pipeline import predict_volume
 
     image, reference = read_volume(test_case[0]), read_volume(test_case[1])
     return image, reference.array.astype(np.uint8), predict_volume(image, load_model("hippocampus"), device="cpu")
@@ -305,8 +305,8 @@ def test_saved_calibrator_is_applied_and_checked(scene_with_case, tmp_path, smal
     import torch
 
     from UncertaintySegLib.calibration import TemperatureScaling, load_calibrator, model_fingerprint
-    from UncertaintySegLib.models import load_model
-    from UncertaintySegLib.pipeline import predict_volume
+    from UncertaintySegLib.predict.models import load_model
+    from UncertaintySegLib.predict.pipeline import predict_volume
 
     model = load_model("hippocampus")
     generator = torch.Generator().manual_seed(0)

@@ -8,10 +8,10 @@ from slicer_scene import addSliceView, rasToSlicePixel, renderSlice
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
 
-from UncertaintySegLib.io import Geometry, read_volume  # noqa: E402
-from UncertaintySegSlicer.colors import INFERNO, VIRIDIS  # noqa: E402
-from UncertaintySegSlicer.logic import UncertaintySegLogicBase  # noqa: E402
-from UncertaintySegSlicer.volumes import addVolumeNode, ijkToRASFromGeometry, volumeFromNode  # noqa: E402
+from UncertaintySegLib.predict.io import Geometry, read_volume  # noqa: E402
+from UncertaintySegSlicer.mrml.colors import INFERNO, VIRIDIS  # noqa: E402
+from UncertaintySegSlicer.mrml.logic import UncertaintySegLogicBase  # noqa: E402
+from UncertaintySegSlicer.mrml.volumes import addVolumeNode, ijkToRASFromGeometry, volumeFromNode  # noqa: E402
 
 
 def ijkToRAS(node):
@@ -175,7 +175,7 @@ def test_a_segmentation_keeps_its_class_values_when_exported(mrml_scene):
     only class 2 comes back as 2, not renumbered to 1."""
     import vtk
 
-    from UncertaintySegSlicer.segmentation import addSegmentationFromLabels
+    from UncertaintySegSlicer.mrml.segmentation import addSegmentationFromLabels
 
     scene, _ = mrml_scene
     geometry = Geometry((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), tuple(np.eye(3).ravel()))

@@ -19,7 +19,7 @@ slicer = pytest.importorskip("slicer")
 import qt_stand_ins  # noqa: E402
 from qt_stand_ins import widgetFor  # noqa: E402
 from slicer_release import RELEASES, slicerRelease  # noqa: E402
-from UncertaintySegSlicer.panelGlue import connectPanel  # noqa: E402
+from UncertaintySegSlicer.panel.panelGlue import connectPanel  # noqa: E402
 
 UI_FILE = Path(__file__).resolve().parents[1] / "UncertaintySeg" / "Resources" / "UI" / "UncertaintySeg.ui"
 CONCRETE_NODE = {"vtkMRMLNode": "vtkMRMLSegmentationNode"}  # a field of the abstract base takes any node: write one kind
@@ -231,7 +231,7 @@ def test_an_error_without_details_shows_no_details_section(release):
 def test_selecting_a_row_of_the_segment_table_jumps_to_that_tables_row(release):
     """The view may be sorted: row 0 of the view can show table row 2. qMRMLTableModel.mrmlTableRowIndex, which the
     panel called, is not exposed to Python; the table's column titles are its headers, so the source row is the row."""
-    from UncertaintySegSlicer.tables import addTableNode
+    from UncertaintySegSlicer.mrml.tables import addTableNode
 
     table = addTableNode(release.scene, "segments", {"segment": ["a", "b", "c"]})
     assert table.GetUseColumnTitleAsColumnHeader()

@@ -9,10 +9,10 @@ import torch
 from conftest import write_image
 
 from UncertaintySegLib.cli import main
-from UncertaintySegLib.io import read_volume
-from UncertaintySegLib.models import load_model
-from UncertaintySegLib.probabilistic_unet import ProbabilisticUNet, kl_divergence_gaussians
-from UncertaintySegLib.train import TrainSettings, train
+from UncertaintySegLib.predict.io import read_volume
+from UncertaintySegLib.predict.models import load_model
+from UncertaintySegLib.predict.probabilistic_unet import ProbabilisticUNet, kl_divergence_gaussians
+from UncertaintySegLib.training.train import TrainSettings, train
 
 TINY = {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [4, 8], "strides": [2], "num_res_units": 0,
         "feature_channels": 4, "latent_dim": 3, "encoder_channels": [4, 8], "fcomb_channels": 8, "fcomb_layers": 2}

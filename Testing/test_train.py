@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from UncertaintySegLib.errors import InputError
-from UncertaintySegLib.models import load_model
-from UncertaintySegLib.train import TrainSettings, place_in_roi, train
+from UncertaintySegLib.common.errors import InputError
+from UncertaintySegLib.predict.models import load_model
+from UncertaintySegLib.training.train import TrainSettings, place_in_roi, train
 
 
 def test_place_in_roi_pads_centred_or_crops():

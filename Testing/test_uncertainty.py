@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from UncertaintySegLib.uncertainty import label_map, max_probability, predictive_entropy
+from UncertaintySegLib.predict.uncertainty import label_map, max_probability, predictive_entropy
 
 
 def test_entropy_by_hand():

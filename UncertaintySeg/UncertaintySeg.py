@@ -26,19 +26,19 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from UncertaintySegLib.models import bundled_model_names
-from UncertaintySegSlicer.calibrationFitting import (CalibrationFittingMixin, calibrationPairLabels, checkFitParameters,
+from UncertaintySegLib.predict.models import bundled_model_names
+from UncertaintySegSlicer.mrml.calibrationFitting import (CalibrationFittingMixin, calibrationPairLabels, checkFitParameters,
                                                      useFittedCalibration)
-from UncertaintySegSlicer.dependencies import installMissing, installPlan
-from UncertaintySegSlicer.logic import UncertaintySegLogicBase
-from UncertaintySegSlicer.panelAnnotators import annotatorListLabels, checkAnnotatorParameters, compareAnnotators
-from UncertaintySegSlicer.panelChoices import (DEVICES, PRECOMPUTED, CalibrationMethod, CalibrationSource, FeatureMapReduction,
+from UncertaintySegSlicer.panel.dependencies import installMissing, installPlan
+from UncertaintySegSlicer.mrml.logic import UncertaintySegLogicBase
+from UncertaintySegSlicer.panel.panelAnnotators import annotatorListLabels, checkAnnotatorParameters, compareAnnotators
+from UncertaintySegSlicer.panel.panelChoices import (DEVICES, PRECOMPUTED, CalibrationMethod, CalibrationSource, FeatureMapReduction,
                                                OverlayColormap, OverlayMap, RankingScore, RegionOfInterest, UncertaintyMethod,
                                                modelChoices, panelVisibility)
-from UncertaintySegSlicer.panelGlue import PanelBinding, errorDialog, resetUnreadableParameters, selectedTableRow
-from UncertaintySegSlicer.panelRanking import checkRankParameters, rankScene
-from UncertaintySegSlicer.panelRun import PanelRun, RunSettings, checkRunParameters, statusText
-from UncertaintySegSlicer.process import FAILED, RUNNING, SUCCEEDED
+from UncertaintySegSlicer.panel.panelGlue import PanelBinding, errorDialog, resetUnreadableParameters, selectedTableRow
+from UncertaintySegSlicer.panel.panelRanking import checkRankParameters, rankScene
+from UncertaintySegSlicer.panel.panelRun import PanelRun, RunSettings, checkRunParameters, statusText
+from UncertaintySegSlicer.panel.process import FAILED, RUNNING, SUCCEEDED
 
 # Optional rows of the panel (panelChoices.panelVisibility) -> the widgets that show or hide with them.
 PANEL_ROWS = {
@@ -89,10 +89,10 @@ class UncertaintySeg(ScriptedLoadableModule):
 
 
 def registerSampleData():
-    """A hippocampus MRI with its reference segmentation, in the Sample Data module (UncertaintySegSlicer.sampleData)."""
+    """A hippocampus MRI with its reference segmentation, in the Sample Data module (UncertaintySegSlicer.panel.sampleData)."""
     import SampleData
 
-    from UncertaintySegSlicer.sampleData import registerSampleData as register
+    from UncertaintySegSlicer.panel.sampleData import registerSampleData as register
 
     register(SampleData.SampleDataLogic, os.path.join(os.path.dirname(__file__), "Resources", "Icons"))
 
@@ -499,7 +499,7 @@ class UncertaintySegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     @staticmethod
     def showError(message, error):
         """A message for people: the error's own sentence; the traceback only for unexpected errors, under Details."""
-        from UncertaintySegLib.errors import InputError
+        from UncertaintySegLib.common.errors import InputError
 
         details = None if isinstance(error, (InputError, RuntimeError)) else traceback.format_exc()
         errorDialog(f"{message}\n\n{error}", details=details)

@@ -60,7 +60,7 @@ def timed(function, repeat: int) -> tuple[float, float]:
 
 
 def ours(probabilities, labels, variant):
-    from UncertaintySegLib.calibration_metrics import CalibrationHistogram
+    from UncertaintySegLib.evaluation.calibration_metrics import CalibrationHistogram
 
     return lambda: CalibrationHistogram(3, variant, bins=20).update(probabilities, labels).compute()
 

@@ -25,8 +25,8 @@ SIZES = {"hippocampus": None, "128x128x64": (128, 128, 64), "256x256x128": (256,
 def make_volume(size):
     import numpy as np
 
-    from UncertaintySegLib.data import load_split, resolve_data_root
-    from UncertaintySegLib.io import Geometry, Volume, read_volume
+    from UncertaintySegLib.data.hippocampus import load_split, resolve_data_root
+    from UncertaintySegLib.predict.io import Geometry, Volume, read_volume
 
     if SIZES[size] is None:
         return read_volume(load_split(resolve_data_root(), "test")[0].image)
@@ -36,7 +36,7 @@ def make_volume(size):
 
 
 def run_ours(volume, model):
-    from UncertaintySegLib.pipeline import predict_volume
+    from UncertaintySegLib.predict.pipeline import predict_volume
 
     prediction = predict_volume(volume, model, device="cpu")
     return prediction.probabilities.shape
@@ -46,7 +46,7 @@ def run_peer(volume, model):
     import torch
     from monai.inferers import sliding_window_inference
 
-    from UncertaintySegLib.inference import normalize_intensity
+    from UncertaintySegLib.predict.inference import normalize_intensity
 
     image = normalize_intensity(torch.as_tensor(volume.array[None], dtype=torch.float32), model.spec.normalization)
     with torch.no_grad():
@@ -61,7 +61,7 @@ def worker(implementation, size):
     """Runs in its own process; prints {"seconds", "peak_rss_mb", "baseline_rss_mb"} as JSON."""
     import torch
 
-    from UncertaintySegLib.models import load_model
+    from UncertaintySegLib.predict.models import load_model
 
     torch.set_num_threads(2)
     model = load_model("hippocampus")

@@ -27,8 +27,8 @@ SAMPLES = (1, 5, 20)
 def make_image(size):
     import numpy as np
 
-    from UncertaintySegLib.data import load_split, resolve_data_root
-    from UncertaintySegLib.io import read_volume
+    from UncertaintySegLib.data.hippocampus import load_split, resolve_data_root
+    from UncertaintySegLib.predict.io import read_volume
 
     if SIZES[size] is None:
         return read_volume(load_split(resolve_data_root(), "test")[0].image).array[None].astype(np.float32)
@@ -36,7 +36,7 @@ def make_image(size):
 
 
 def run_ours(network, spec, image, samples):
-    from UncertaintySegLib.sampling import SamplingPlan, sample_probabilities
+    from UncertaintySegLib.predict.sampling import SamplingPlan, sample_probabilities
 
     moments, timings = sample_probabilities([network], spec, image, SamplingPlan(frozenset({"mc_dropout"}), samples=samples), device="cpu")
     maps = moments.maps()
@@ -46,8 +46,8 @@ def run_ours(network, spec, image, samples):
 def run_naive(network, spec, image, samples):
     import torch
 
-    from UncertaintySegLib.inference import predict_logits
-    from UncertaintySegLib.sampling import mc_dropout_mode, seeded
+    from UncertaintySegLib.predict.inference import predict_logits
+    from UncertaintySegLib.predict.sampling import mc_dropout_mode, seeded
 
     forward_started = time.perf_counter()
     stacked = []
@@ -71,7 +71,7 @@ def worker(implementation, size, samples):
     """Runs in its own process; prints timings and peak RSS as JSON."""
     import torch
 
-    from UncertaintySegLib.models import load_model
+    from UncertaintySegLib.predict.models import load_model
 
     torch.set_num_threads(2)
     model = load_model("hippocampus")

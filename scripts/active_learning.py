@@ -4,7 +4,7 @@
         [--seeds 0,1,2,3] [--steps 300] [--score mean_entropy] [--method softmax] [--overwrite]
 
 The pool is the hippocampus `train` split (its labels are hidden until a case is picked), the
-curve is measured on the `test` split. `UncertaintySegLib/active_learning.py` says what a round
+curve is measured on the `test` split. `UncertaintySegLib/analysis/active_learning.py` says what a round
 does. Writes into --out, whole or not at all: rounds.csv (every training: seed, strategy, pool
 size, cases added, their scores, test Dice), learning_curve.csv/.png (mean and spread over seeds),
 paired_differences.csv (uncertainty minus random per seed), summary.json (also how many distinct
@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "UncertaintySeg"))
 
-from UncertaintySegLib.active_learning import (STRATEGIES, ExperimentSettings, LabelledCase,  # noqa: E402
+from UncertaintySegLib.analysis.active_learning import (STRATEGIES, ExperimentSettings, LabelledCase,  # noqa: E402
                                                learning_curves, paired_differences, pick_overlap, run_experiment)
-from UncertaintySegLib.data import load_split, resolve_data_root  # noqa: E402
-from UncertaintySegLib.io import read_volume  # noqa: E402
-from UncertaintySegLib.output_folders import atomic_output_folder, require_new_output_folder  # noqa: E402
+from UncertaintySegLib.data.hippocampus import load_split, resolve_data_root  # noqa: E402
+from UncertaintySegLib.predict.io import read_volume  # noqa: E402
+from UncertaintySegLib.common.output_folders import atomic_output_folder, require_new_output_folder  # noqa: E402
 
 
 def integers(text: str) -> tuple[int, ...]:

@@ -6,7 +6,7 @@
   module's icon (UncertaintySeg/Resources/Icons/UncertaintySeg.png): a segmented structure whose boundary glows in
   Inferno, where a network is least sure;
 - UncertaintySeg/Resources/Icons/SampleHippocampus.png (260x280): the Sample Data module's thumbnail of the registered
-  hippocampus case (UncertaintySegSlicer/sampleData.py), its middle slice with the reference outlined; needs the data
+  hippocampus case (UncertaintySegSlicer/panel/sampleData.py), its middle slice with the reference outlined; needs the data
   (MSD Task04, found as `uncertaintyseg` finds it).
 """
 
@@ -48,9 +48,9 @@ def sample_thumbnail(size=(280, 260)):
     """RGBA uint8 (rows, columns): the registered case's middle axial slice, reference outlined in the model's class colours."""
     import matplotlib.pyplot as plt
 
-    from UncertaintySegLib.data import resolve_data_root
-    from UncertaintySegLib.io import read_volume
-    from UncertaintySegSlicer.sampleData import HIPPOCAMPUS_FILES, LOCAL_PATHS
+    from UncertaintySegLib.data.hippocampus import resolve_data_root
+    from UncertaintySegLib.predict.io import read_volume
+    from UncertaintySegSlicer.panel.sampleData import HIPPOCAMPUS_FILES, LOCAL_PATHS
 
     task = resolve_data_root() / "Task04_Hippocampus"
     image = read_volume(task / LOCAL_PATHS[HIPPOCAMPUS_FILES[0].fileName]).array

@@ -7,7 +7,7 @@
   headless from a real `slicer-core` MRML scene (the same set-up as the tests);
 - slice-mutual-information-overlay.png: what the panel's Apply shows for MC dropout (20 samples) with the
   mutual-information overlay in Magma: `predict` run in the background and its folder loaded, as the
-  Widget does it (UncertaintySegSlicer.panelRun), rendered the same way.
+  Widget does it (UncertaintySegSlicer.panel.panelRun), rendered the same way.
 """
 
 import shutil
@@ -21,7 +21,7 @@ sys.path[:0] = [str(REPOSITORY / "UncertaintySeg"), str(REPOSITORY / "Testing")]
 
 
 def demo_overlay(workspace: Path) -> None:
-    from UncertaintySegLib.demo import run_demo
+    from UncertaintySegLib.cli.demo import run_demo
 
     run_demo(workspace / "demo", device="cpu")
     shutil.copy(workspace / "demo" / "overlay.png", SCREENSHOTS / "demo-overlay.png")
@@ -48,10 +48,10 @@ def save_slice_through_maximum(sliceLogic, inputNode, values, name: str) -> None
 def slice_view(workspace: Path) -> None:
     from slicer_scene import addSliceView, createScene
 
-    from UncertaintySegLib.data import load_split, resolve_data_root
-    from UncertaintySegLib.io import read_volume
-    from UncertaintySegSlicer.logic import UncertaintySegLogicBase
-    from UncertaintySegSlicer.volumes import addVolumeNode, volumeFromNode
+    from UncertaintySegLib.data.hippocampus import load_split, resolve_data_root
+    from UncertaintySegLib.predict.io import read_volume
+    from UncertaintySegSlicer.mrml.logic import UncertaintySegLogicBase
+    from UncertaintySegSlicer.mrml.volumes import addVolumeNode, volumeFromNode
 
     scene, appLogic = createScene(workspace / "slicer-home")
     sliceLogic = addSliceView(appLogic, size=(400, 400))
@@ -64,13 +64,13 @@ def slice_view(workspace: Path) -> None:
 def panel_mutual_information_view(workspace: Path) -> None:
     from slicer_scene import addSliceView, createScene
 
-    from UncertaintySegLib.data import load_split, resolve_data_root
-    from UncertaintySegLib.io import read_volume
-    from UncertaintySegSlicer.logic import UncertaintySegLogicBase
-    from UncertaintySegSlicer.panelChoices import OverlayColormap, OverlayMap, UncertaintyMethod
-    from UncertaintySegSlicer.panelRun import PanelRun, RunSettings
-    from UncertaintySegSlicer.process import SUCCEEDED
-    from UncertaintySegSlicer.volumes import addVolumeNode, volumeFromNode
+    from UncertaintySegLib.data.hippocampus import load_split, resolve_data_root
+    from UncertaintySegLib.predict.io import read_volume
+    from UncertaintySegSlicer.mrml.logic import UncertaintySegLogicBase
+    from UncertaintySegSlicer.panel.panelChoices import OverlayColormap, OverlayMap, UncertaintyMethod
+    from UncertaintySegSlicer.panel.panelRun import PanelRun, RunSettings
+    from UncertaintySegSlicer.panel.process import SUCCEEDED
+    from UncertaintySegSlicer.mrml.volumes import addVolumeNode, volumeFromNode
 
     scene, appLogic = createScene(workspace / "slicer-home-panel")
     sliceLogic = addSliceView(appLogic, size=(400, 400))

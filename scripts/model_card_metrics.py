@@ -18,13 +18,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "UncertaintySeg"))
 
-from UncertaintySegLib.calibration_metrics import CalibrationHistogram  # noqa: E402
-from UncertaintySegLib.data import load_split, resolve_data_root  # noqa: E402
-from UncertaintySegLib.io import read_volume  # noqa: E402
-from UncertaintySegLib.metrics import brier_score, dice_per_class, negative_log_likelihood, pooled_mean  # noqa: E402
-from UncertaintySegLib.models import bundled_model_names, load_model  # noqa: E402
-from UncertaintySegLib.pipeline import predict_volume  # noqa: E402
-from UncertaintySegLib.roi import roi_mask  # noqa: E402
+from UncertaintySegLib.evaluation.calibration_metrics import CalibrationHistogram  # noqa: E402
+from UncertaintySegLib.data.hippocampus import load_split, resolve_data_root  # noqa: E402
+from UncertaintySegLib.predict.io import read_volume  # noqa: E402
+from UncertaintySegLib.evaluation.metrics import brier_score, dice_per_class, negative_log_likelihood, pooled_mean  # noqa: E402
+from UncertaintySegLib.predict.models import bundled_model_names, load_model  # noqa: E402
+from UncertaintySegLib.predict.pipeline import predict_volume  # noqa: E402
+from UncertaintySegLib.evaluation.roi import roi_mask  # noqa: E402
 
 
 def evaluate(model, cases) -> dict:

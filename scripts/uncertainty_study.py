@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "UncertaintySeg"))
 
-from UncertaintySegLib.cli import main  # noqa: E402
-from UncertaintySegLib.data import load_split, resolve_data_root  # noqa: E402
+from UncertaintySegLib.cli.main import main  # noqa: E402
+from UncertaintySegLib.data.hippocampus import load_split, resolve_data_root  # noqa: E402
 
 RUNS = {  # name: predict arguments
     "softmax": ["--model", "hippocampus"],

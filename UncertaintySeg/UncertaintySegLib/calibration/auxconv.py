@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from ..errors import InputError
+from ..common.errors import InputError
 from .base import DEFAULT_MAX_VOXELS_PER_CASE, Calibrator
 from .cases import Case, roi_box, sample_index
 
@@ -89,7 +89,7 @@ class AuxiliaryConvCalibrator(Calibrator):
     def _fit(self) -> None:
         import torch
 
-        from ..fine_tuning import split_holdout
+        from ..training.layer_retraining import split_holdout
 
         crops = self._crops
         del self._crops

@@ -21,8 +21,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import InputError
-from ..json_output import write_json
+from ..common.errors import InputError
+from ..common.json_output import write_json
 from .cases import Case, as_tensor, check_case, iter_cases, lift_binary, lower_binary
 from .fingerprint import check_same_model
 

@@ -20,11 +20,11 @@ import copy
 import re
 from pathlib import Path
 
-from ..errors import InputError
-from ..fine_tuning import FineTuneSettings, fine_tune, split_holdout
-from ..progress import Progress
+from ..common.errors import InputError
+from ..training.layer_retraining import FineTuneSettings, fine_tune, split_holdout
+from ..common.progress import Progress
 from .fingerprint import model_fingerprint
-from ..json_output import write_json
+from ..common.json_output import write_json
 
 LEARNING_RATE_BY_TRAINING_LOSS = {"dice": 1e-3, "dice_ce": 1e-3, "ce": 1e-4}
 RECORD_FILE = "fine_tuning.json"
@@ -44,7 +44,7 @@ def last_learnable_layer(network) -> tuple[str, object]:
 def training_loss(model, override: str | None = None) -> str:
     """The loss `model` was trained with: `override`, else `training_summary.json` beside it, else the
     'loss <name>' that `train` writes into the model's description."""
-    from ..dropout_retraining import training_loss_of
+    from ..training.dropout_retraining import training_loss_of
 
     loss = override or training_loss_of(model)
     if loss is None:

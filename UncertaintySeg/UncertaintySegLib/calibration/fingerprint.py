@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ..errors import InputError
+from ..common.errors import InputError
 
 
 def network_checksum(network) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import InputError
+from ..common.errors import InputError
 from .base import VoxelCalibrator
 
 BIAS_KINDS = ("none", "per_class", "background")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import InputError
-from ..schemas import CalibratorRecordSchema, validate
+from ..common.errors import InputError
+from ..predict.schemas import CalibratorRecordSchema, validate
 from .base import CALIBRATORS, FORMAT, FORMAT_VERSION, JSON_FILE, TENSOR_FILE, Calibrator
 
 

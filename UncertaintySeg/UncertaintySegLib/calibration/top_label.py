@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
+from ..common.errors import InputError
 from .base import DEFAULT_MAX_VOXELS_PER_CASE, VoxelCalibrator
 
 CLIP = 1e-6
@@ -118,7 +118,7 @@ class HistogramBinning(TopLabelCalibrator):
         self.n_bins = n_bins
 
     def _fit_map(self, confidence, correct):
-        from ..errors import InputError
+        from ..common.errors import InputError
 
         if self.n_bins < 1:
             raise InputError(f"n_bins {self.n_bins}: expected at least 1.")

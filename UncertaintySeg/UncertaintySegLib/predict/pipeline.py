@@ -1,0 +1,116 @@
+"""One run, as a straight line of pure steps: volume -> logits -> probabilities -> maps.
+
+Only arrays and plain settings go in and out; files are `outputs.py`'s business and MRML
+nodes the Slicer layer's. Peak memory is a few `(C, I, J, K)` float32 arrays, so it grows
+linearly with the voxel count.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..common.errors import InputError
+from .inference import check_image
+from .io import Geometry, Volume
+from .models import LoadedModel
+from ..common.progress import Progress
+from .sampling import SamplingPlan, default_plan, sample_probabilities, tta_warning
+from .uncertainty import label_map, mutual_information, predictive_entropy
+
+
+@dataclass
+class Prediction:
+    """Per-class probabilities `(C, I, J, K)`, entropy `(I, J, K)` in nats, labels `(I, J, K)` uint8.
+
+    With two or more samples also expected entropy and mutual information `(I, J, K)` (nats) and
+    per-class variance `(C, I, J, K)`; `None` for a single pass.
+    """
+
+    probabilities: np.ndarray
+    entropy: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    geometry: Geometry
+    timings: dict = field(default_factory=dict)
+    expected_entropy: np.ndarray | None = None
+    mutual_information: np.ndarray | None = None
+    variance: np.ndarray | None = None
+    sampling: dict = field(default_factory=dict)
+    entropy_units: str = "nats"  # or "fraction of log C" once normalised
+
+    @property
+    def probability_volume(self) -> Volume:
+        return Volume(self.probabilities, self.geometry)
+
+    @property
+    def entropy_volume(self) -> Volume:
+        return Volume(self.entropy, self.geometry)
+
+    @property
+    def label_volume(self) -> Volume:
+        return Volume(self.labels, self.geometry)
+
+    def sample_maps(self) -> dict[str, np.ndarray]:
+        """The maps that need several samples, by output name; empty for a single pass."""
+        maps = {"expected_entropy": self.expected_entropy, "mutual_information": self.mutual_information, "variance": self.variance}
+        return {name: array for name, array in maps.items() if array is not None}
+
+
+def predict_volume(volume: Volume, model: LoadedModel, device: str = "auto", progress: Progress | None = None,
+                   plan: SamplingPlan | None = None, logits_transform=None, on_sample=None) -> Prediction:
+    """Run `model` on `volume` as `plan` says (default: one pass, or the mean of an ensemble's members)
+    and derive probabilities, uncertainty maps and labels on the input's grid.
+
+    Samples are aggregated as they come (see `sampling.py`): memory does not grow with their number.
+    """
+    import torch
+
+    progress = progress or Progress("none")
+    image = check_image(volume, model.spec)
+    plan = plan or default_plan(len(model.networks))
+    started = time.perf_counter()
+    moments, sampling_timings = sample_probabilities(model.networks, model.spec, image, plan, device=device,
+                                                     logits_transform=logits_transform, on_sample=on_sample, progress=progress)
+    inference_seconds = time.perf_counter() - started
+    prediction = summarize(moments.mean, model.spec.class_names, volume.geometry, progress)
+    if moments.count > 1:  # MI from the entropy `summarize` already computed
+        prediction.expected_entropy = moments.expected_entropy.numpy()
+        prediction.mutual_information = mutual_information(torch.from_numpy(prediction.entropy.copy()), moments.expected_entropy).numpy()
+        prediction.variance = moments.variance.numpy()
+    prediction.sampling = {**plan.to_json(), "samples_drawn": moments.count}
+    warning = tta_warning(plan, model.spec)
+    if warning:
+        prediction.sampling["warning"] = warning
+    prediction.timings.update(inference_s=round(inference_seconds, 4), **sampling_timings)
+    return prediction
+
+
+def summarize(probabilities, class_names, geometry: Geometry, progress: Progress | None = None) -> Prediction:
+    """Probabilities `(C, I, J, K)` tensor -> `Prediction` with entropy and label maps."""
+    progress = progress or Progress("none")
+    progress("uncertainty maps", 0.8)
+    started = time.perf_counter()
+    entropy = predictive_entropy(probabilities).numpy()
+    labels = label_map(probabilities).numpy()
+    return Prediction(
+        probabilities=probabilities.numpy(), entropy=entropy, labels=labels, class_names=tuple(class_names),
+        geometry=geometry, timings={"maps_s": round(time.perf_counter() - started, 4)},
+    )
+
+
+def check_probabilities(probabilities: np.ndarray, source: str, tolerance: float = 1e-2) -> None:
+    """Probabilities `(C, I, J, K)` must be finite, in [0, 1] and sum to 1 over classes."""
+    if probabilities.ndim != 4 or probabilities.shape[0] < 2:
+        raise InputError(f"'{source}' has shape {probabilities.shape}: expected per-class probabilities (C >= 2, I, J, K).")
+    if not np.all(np.isfinite(probabilities)):
+        raise InputError(f"'{source}' holds NaN or infinite probabilities: expected values in [0, 1].")
+    low, high = float(probabilities.min()), float(probabilities.max())
+    if low < -tolerance or high > 1 + tolerance:
+        raise InputError(f"'{source}' holds values in [{low:.3g}, {high:.3g}]: expected probabilities in [0, 1] (logits need a softmax first).")
+    sums = probabilities.sum(axis=0, dtype=np.float64)
+    worst = float(np.abs(sums - 1).max())
+    if worst > tolerance:
+        raise InputError(f"'{source}': class probabilities sum to between {sums.min():.3g} and {sums.max():.3g} at some voxels: expected 1 (within {tolerance}).")

@@ -1,0 +1,1 @@
+"""The Analysis section in the scene: feature maps, uncertainty ranking, annotator agreement."""

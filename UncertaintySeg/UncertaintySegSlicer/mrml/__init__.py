@@ -1,0 +1,1 @@
+"""MRML glue: arrays <-> nodes, colours, folders, tables, charts, references, run replacement, the Logic's body."""
