@@ -80,7 +80,7 @@ def test_temperature_fitted_from_scene_pairs_is_the_librarys_fit_on_the_files(sc
     assert fitted.folder == tmp_path / "hippocampus-ts"
     report = (fitted.folder / FIT_REPORT_FILE).read_text()
     assert calibration_cases[0][0] + " reference" in report and calibration_cases[1][0] + " labels" in report
-    from UncertaintySegLib.cli.predict import load_calibrator_for
+    from UncertaintySegLib.calibration import load_calibrator_for
 
     loaded = load_calibrator_for(fitted.folder, model)
     logits = np.random.default_rng(0).normal(size=(3, 4, 5, 6)).astype(np.float32)

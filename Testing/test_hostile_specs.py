@@ -113,7 +113,7 @@ def edit_record(folder, **changes):
 
 
 def test_a_calibrator_without_its_model_record_is_refused(fitted):
-    from UncertaintySegLib.cli.predict import load_calibrator_for
+    from UncertaintySegLib.calibration import load_calibrator_for
 
     folder, model = fitted
     load_calibrator_for(folder, model)  # intact: fine
@@ -249,7 +249,7 @@ def test_a_text_file_named_npz_is_not_called_pickled(tmp_path):
 
 
 def test_thresholds_json_values_must_be_finite(tmp_path):
-    from UncertaintySegLib.cli.predict import read_thresholds
+    from UncertaintySegLib.predict.segment_scores import read_thresholds
 
     (tmp_path / "thresholds.json").write_text('{"thresholds": {"a": NaN, "b": 0.1}, "entropy_units": "nats"}')
     with pytest.raises(InputError, match="thresholds: expected a finite number >= 0 per class"):

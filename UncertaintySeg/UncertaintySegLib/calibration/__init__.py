@@ -17,10 +17,10 @@ from .base import CALIBRATORS, Calibrator
 from .finetune import LastLayerFineTuning
 from .fingerprint import model_fingerprint, network_checksum
 from .scaling import PlattScaling, ScalingConstraint, TemperatureScaling, VectorScaling
-from .storage import load_calibrator
+from .storage import load_calibrator, load_calibrator_for
 from .top_label import HistogramBinning, IsotonicRegression
 
 METHODS = ("temperature", "vector", "platt", "auxconv", "finetune", "histogram", "isotonic")
 
 __all__ = ["METHODS", "CALIBRATORS", "Calibrator", "TemperatureScaling", "VectorScaling", "PlattScaling", "ScalingConstraint",
-           "AuxiliaryConvCalibrator", "LastLayerFineTuning", "HistogramBinning", "IsotonicRegression", "load_calibrator", "model_fingerprint", "network_checksum"]
+           "AuxiliaryConvCalibrator", "LastLayerFineTuning", "HistogramBinning", "IsotonicRegression", "load_calibrator", "load_calibrator_for", "model_fingerprint", "network_checksum"]

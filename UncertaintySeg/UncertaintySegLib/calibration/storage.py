@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..common.errors import InputError
 from ..predict.schemas import CalibratorRecordSchema, validate
+from .fingerprint import model_fingerprint
 from .base import CALIBRATORS, FORMAT, FORMAT_VERSION, JSON_FILE, TENSOR_FILE, Calibrator
 
 
@@ -65,3 +66,13 @@ def load_calibrator(path: str | Path) -> Calibrator:
         return CALIBRATORS[method].from_json(record, tensors, source=folder / JSON_FILE, tensor_source=tensor_path)
     except (KeyError, TypeError) as error:
         raise InputError(f"calibrator '{folder}' is incomplete or damaged ({type(error).__name__}: {error}); fit it again.") from None
+
+
+def load_calibrator_for(path: Path, model):
+    """The calibrator saved at `path`, refused unless it was fitted for `model` (class names and weights)."""
+    calibrator = load_calibrator(path)
+    calibrator.check_model(model_fingerprint(model))
+    if calibrator.n_classes_ != model.spec.num_classes:
+        raise InputError(f"calibrator '{path}' was fitted on {calibrator.n_classes_} classes, model '{model.spec.name}' has "
+                         f"{model.spec.num_classes}: fit one for this model with `uncertaintyseg calibrate`.")
+    return calibrator

@@ -55,7 +55,7 @@ def probability(text: str) -> float:
 
 def flag_threshold(text: str) -> str:
     """--flag-threshold: a finite number >= 0 (mean segment entropy), or the path of a thresholds.json; kept as text
-    (`predict_command.read_thresholds` reads it)."""
+    (`predict.segment_scores.read_thresholds` reads it)."""
     try:
         value = float(text)
     except ValueError:

@@ -17,7 +17,6 @@ logits, after checking it was fitted for this model's classes and weights; run.j
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -27,7 +26,6 @@ from ..common.errors import InputError
 from .option_types import at_least, device, flag_threshold, probability, seed
 from ..predict.sampling import METHODS, SamplingPlan, default_plan, parse_method
 
-SEGMENTS_FILE = "segments.csv"
 
 
 def add_sampling_arguments(parser, seed_help: str = "seed of the first MC dropout pass or draw (default: 0)") -> None:
@@ -115,37 +113,11 @@ def sampling_plan(args, members: int) -> SamplingPlan:
     return SamplingPlan(methods=parse_method(args.method), samples=args.samples, seed=args.seed, tta_axes=axes)
 
 
-def read_thresholds(value: str | None, normalized: bool) -> dict | float | None:
-    """--flag-threshold: a number, or a JSON file {"thresholds": {class: value}, "entropy_units": ...}."""
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        data = json.loads(Path(value).read_text())
-        thresholds, units = dict(data["thresholds"]), data.get("entropy_units", "nats")
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise InputError(f"--flag-threshold {value!r} is neither a number nor a thresholds.json written by `evaluate` ({error}).") from None
-    wanted = "fraction of log C" if normalized else "nats"
-    if units != wanted:
-        raise InputError(f"thresholds in {value} are in {units}, this run's entropy is in {wanted}: "
-                         f"{'drop' if units == 'nats' else 'add'} --normalize-uncertainty or fit thresholds in the same units.")
-    try:
-        values = {name: float(threshold) for name, threshold in thresholds.items()}
-    except (TypeError, ValueError):
-        values = None
-    if values is None or not all(math.isfinite(threshold) and threshold >= 0 for threshold in values.values()):
-        raise InputError(f"--flag-threshold {value}: thresholds: expected a finite number >= 0 per class, found {thresholds!r}.")
-    return values
-
-
 def run_predict(args, progress) -> None:
     from ..predict.io import read_volume
     from ..common.output_folders import atomic_output_folder
     from ..predict.outputs import run_record, write_prediction_files
-    from ..predict.segment_scores import segment_scores, write_segment_csv
+    from ..predict.segment_scores import SEGMENTS_FILE, read_thresholds, segment_scores, write_segment_csv
 
     if args.list_layers:
         print_layers(args)
@@ -177,6 +149,7 @@ def run_predict(args, progress) -> None:
 
 def predict_with_model(args, volume, staging: Path, progress):
     from ..predict.io import Volume, write_volume
+    from ..calibration import load_calibrator_for
     from ..predict.models import combine_models, load_model
     from ..predict.pipeline import predict_volume
 
@@ -229,18 +202,6 @@ def feature_map_requests(options: list[str] | None, network) -> list:
         [parse_feature_map(layer) for layer in default_layers(network)]
     check_layers(network, requests)
     return requests
-
-
-def load_calibrator_for(path: Path, model):
-    """The calibrator saved at `path`, refused unless it was fitted for `model` (class names and weights)."""
-    from ..calibration import load_calibrator, model_fingerprint
-
-    calibrator = load_calibrator(path)
-    calibrator.check_model(model_fingerprint(model))
-    if calibrator.n_classes_ != model.spec.num_classes:
-        raise InputError(f"calibrator '{path}' was fitted on {calibrator.n_classes_} classes, model '{model.spec.name}' has "
-                         f"{model.spec.num_classes}: fit one for this model with `uncertaintyseg calibrate`.")
-    return calibrator
 
 
 def read_precomputed(args, volume, progress):

@@ -16,8 +16,7 @@ from ..common.errors import InputError
 from .io import read_volume
 from .outputs import OUTPUT_FILES, SAMPLE_MAP_FILES
 from .pipeline import Prediction
-from ..cli.predict import SEGMENTS_FILE
-from .segment_scores import SegmentScore, read_segment_csv
+from .segment_scores import SEGMENTS_FILE, SegmentScore, read_segment_csv
 
 
 @dataclass

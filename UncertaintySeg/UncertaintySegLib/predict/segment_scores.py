@@ -10,6 +10,7 @@ Arrays are `(I, J, K)`; cost is one labelling pass and one `bincount` per class,
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from ..common.errors import InputError
 
+SEGMENTS_FILE = "segments.csv"  # what predict writes into its output folder
 FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 
 
@@ -101,3 +103,29 @@ def read_segment_csv(path: Path) -> list[SegmentScore]:
             ) for row in csv.DictReader(handle)]
     except (KeyError, ValueError, TypeError) as error:
         raise InputError(f"'{path}' is not a segments.csv written by `uncertaintyseg predict` ({type(error).__name__}: {error}).") from None
+
+
+def read_thresholds(value: str | None, normalized: bool) -> dict | float | None:
+    """--flag-threshold: a number, or a JSON file {"thresholds": {class: value}, "entropy_units": ...}."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        data = json.loads(Path(value).read_text())
+        thresholds, units = dict(data["thresholds"]), data.get("entropy_units", "nats")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InputError(f"--flag-threshold {value!r} is neither a number nor a thresholds.json written by `evaluate` ({error}).") from None
+    wanted = "fraction of log C" if normalized else "nats"
+    if units != wanted:
+        raise InputError(f"thresholds in {value} are in {units}, this run's entropy is in {wanted}: "
+                         f"{'drop' if units == 'nats' else 'add'} --normalize-uncertainty or fit thresholds in the same units.")
+    try:
+        values = {name: float(threshold) for name, threshold in thresholds.items()}
+    except (TypeError, ValueError):
+        values = None
+    if values is None or not all(math.isfinite(threshold) and threshold >= 0 for threshold in values.values()):
+        raise InputError(f"--flag-threshold {value}: thresholds: expected a finite number >= 0 per class, found {thresholds!r}.")
+    return values

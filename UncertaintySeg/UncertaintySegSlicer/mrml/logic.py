@@ -113,7 +113,7 @@ class UncertaintySegLogicBase:
             return None
         from UncertaintySegLib.calibration import METHODS, model_fingerprint
         from UncertaintySegLib.common.errors import InputError
-        from UncertaintySegLib.cli.predict import load_calibrator_for
+        from UncertaintySegLib.calibration import load_calibrator_for
 
         if hasattr(calibrator, "transform") and hasattr(calibrator, "check_model"):
             calibrator.check_model(model_fingerprint(loadedModel))
@@ -191,7 +191,7 @@ class UncertaintySegLogicBase:
     @staticmethod
     def segmentScores(prediction, flagThreshold=None):
         """The CLI's per-segment rows (`segment_scores`) for a prediction."""
-        from UncertaintySegLib.cli.predict import read_thresholds
+        from UncertaintySegLib.predict.segment_scores import read_thresholds
         from UncertaintySegLib.predict.segment_scores import segment_scores
 
         thresholds = flagThreshold
