@@ -50,7 +50,7 @@ def hippocampus_copy(tmp_path):
     """A private copy of the bundled `hippocampus` model (the bundled files may be retrained meanwhile)."""
     import shutil
 
-    from UncertaintySegLib.predict.models import BUNDLED_MODELS_DIR
+    from UncertaintySegLib.predict.model_loading import BUNDLED_MODELS_DIR
 
     folder = tmp_path / "hippocampus"
     folder.mkdir()

@@ -9,7 +9,7 @@ import torch
 from UncertaintySegLib.calibration import load_calibrator
 from UncertaintySegLib.cli import main
 from UncertaintySegLib.predict.io import read_volume
-from UncertaintySegLib.predict.models import load_model
+from UncertaintySegLib.predict.model_loading import load_model
 from synthetic_cases import digest
 
 

@@ -60,7 +60,7 @@ def library_cases(model, calibration_cases, roi="bbox"):
 
 def test_temperature_fitted_from_scene_pairs_is_the_librarys_fit_on_the_files(scene_pairs, calibration_cases, tmp_path):
     from UncertaintySegLib.calibration import TemperatureScaling, model_fingerprint
-    from UncertaintySegLib.predict.models import load_model
+    from UncertaintySegLib.predict.model_loading import load_model
 
     _, pairs = scene_pairs
     stages = []
@@ -100,7 +100,7 @@ def test_temperature_fitted_from_scene_pairs_is_the_librarys_fit_on_the_files(sc
 
 def test_an_ensembles_member_passes_are_pooled(scene_pairs):
     from UncertaintySegLib.calibration import model_fingerprint
-    from UncertaintySegLib.predict.models import load_model
+    from UncertaintySegLib.predict.model_loading import load_model
 
     _, pairs = scene_pairs
     model = load_model("hippocampus-dice")
@@ -113,7 +113,7 @@ def test_an_ensembles_member_passes_are_pooled(scene_pairs):
 
 
 def test_fine_tuning_from_the_scene_becomes_the_panels_model(scene_pairs, tmp_path):
-    from UncertaintySegLib.predict.models import load_model
+    from UncertaintySegLib.predict.model_loading import load_model
 
     _, pairs = scene_pairs
     fitted = CalibrationFittingMixin().fitCalibrator(pairs, model="hippocampus", method="finetune", device="cpu",

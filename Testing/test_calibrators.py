@@ -195,7 +195,7 @@ def test_transform_refuses_other_class_counts_and_an_unfitted_calibrator():
 
 
 def test_the_model_a_calibrator_was_fitted_for_is_checked(small_model_dir):
-    from UncertaintySegLib.predict.models import load_model
+    from UncertaintySegLib.predict.model_loading import load_model
 
     model = load_model(small_model_dir)
     fingerprint = model_fingerprint(model)

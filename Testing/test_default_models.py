@@ -8,7 +8,7 @@ import pytest
 
 from UncertaintySegLib.predict.io import read_volume
 from UncertaintySegLib.evaluation.metrics import dice_per_class
-from UncertaintySegLib.predict.models import BUNDLED_MODELS_DIR, bundled_model_names, load_model
+from UncertaintySegLib.predict.model_loading import BUNDLED_MODELS_DIR, bundled_model_names, load_model
 from UncertaintySegLib.predict.pipeline import predict_volume
 
 MODELS = bundled_model_names()

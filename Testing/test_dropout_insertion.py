@@ -9,7 +9,7 @@ from monai.networks.nets import UNet
 from UncertaintySegLib.predict.dropout_insertion import insert_dropout, modules_after_dropout
 from UncertaintySegLib.training.dropout_retraining import LEARNING_RATES, make_dropout_model
 from UncertaintySegLib.common.errors import InputError
-from UncertaintySegLib.predict.models import load_model
+from UncertaintySegLib.predict.model_loading import load_model
 from UncertaintySegLib.predict.sampling import dropout_layers, mc_dropout_mode
 from synthetic_cases import blob_cases, digest
 

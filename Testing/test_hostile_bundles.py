@@ -16,7 +16,7 @@ from conftest import write_image
 
 from UncertaintySegLib.cli import main
 from UncertaintySegLib.common.errors import ModelError
-from UncertaintySegLib.predict.models import load_model
+from UncertaintySegLib.predict.model_loading import load_model
 
 ARGS = {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [4, 8], "strides": [2], "num_res_units": 0}
 UNET_CALL = "monai.networks.nets.UNet(spatial_dims=3, in_channels=1, out_channels=3, channels=[4, 8], strides=[2], num_res_units=0)"

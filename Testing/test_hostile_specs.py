@@ -13,7 +13,8 @@ from UncertaintySegLib.calibration.base import JSON_FILE, TENSOR_FILE
 from UncertaintySegLib.cli import build_parser, main
 from UncertaintySegLib.common.errors import InputError, ModelError
 from UncertaintySegLib.predict.io import Geometry, Volume
-from UncertaintySegLib.predict.models import BUNDLED_MODELS_DIR, bundled_model_names, spec_from_json
+from UncertaintySegLib.predict.models import spec_from_json
+from UncertaintySegLib.predict.model_loading import BUNDLED_MODELS_DIR, bundled_model_names
 from UncertaintySegLib.predict.precomputed import read_probabilities
 
 BASE = {"name": "m", "class_names": ["background", "fg"], "network": {"name": "UNet", "args": {}}}
@@ -95,7 +96,7 @@ def cases(seed=0):
 
 @pytest.fixture
 def fitted(tmp_path, small_model_dir):
-    from UncertaintySegLib.predict.models import load_model
+    from UncertaintySegLib.predict.model_loading import load_model
 
     model = load_model(small_model_dir)
     TemperatureScaling().fit(*cases(), model=model_fingerprint(model)).save(tmp_path / "cal")
@@ -126,7 +127,7 @@ def test_a_calibrator_without_its_model_record_is_refused(fitted):
 
 
 def test_a_calibrator_fitted_without_a_model_cannot_be_checked_against_one(small_model_dir):
-    from UncertaintySegLib.predict.models import load_model
+    from UncertaintySegLib.predict.model_loading import load_model
 
     calibrator = TemperatureScaling().fit(*cases())
     with pytest.raises(InputError, match="no record of the model it was fitted for"):

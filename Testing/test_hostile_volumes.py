@@ -203,7 +203,7 @@ def test_calibrator_that_overflows_fails_naming_the_calibrator(small_model_dir, 
     import torch
 
     from UncertaintySegLib.calibration import CALIBRATORS, model_fingerprint
-    from UncertaintySegLib.predict.models import load_model
+    from UncertaintySegLib.predict.model_loading import load_model
 
     image, _, _ = case
     labels = (torch.arange(300) % 3).reshape(10, 10, 3)

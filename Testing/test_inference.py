@@ -10,7 +10,7 @@ import torch
 from UncertaintySegLib.common.errors import InputError
 from UncertaintySegLib.predict.inference import check_image, normalize_intensity, predict_logits, probabilities_from_logits
 from UncertaintySegLib.predict.io import Geometry, Volume
-from UncertaintySegLib.predict.models import load_model
+from UncertaintySegLib.predict.model_loading import load_model
 
 GEOMETRY = Geometry((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
 

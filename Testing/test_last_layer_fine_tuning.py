@@ -10,7 +10,7 @@ from UncertaintySegLib.calibration import LastLayerFineTuning
 from UncertaintySegLib.calibration.finetune import LEARNING_RATE_BY_TRAINING_LOSS, last_learnable_layer, training_loss
 from UncertaintySegLib.common.errors import InputError
 from UncertaintySegLib.training.layer_retraining import FineTuneSettings, fine_tune
-from UncertaintySegLib.predict.models import load_model
+from UncertaintySegLib.predict.model_loading import load_model
 from synthetic_cases import blob_cases, digest
 
 CASE_SHAPE = (14, 16, 14)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from UncertaintySegLib.common.errors import ModelError
-from UncertaintySegLib.predict.models import bundled_model_names, load_model, spec_from_json
+from UncertaintySegLib.predict.models import spec_from_json
+from UncertaintySegLib.predict.model_loading import bundled_model_names, load_model
 
 
 def forward(model, shape=(1, 1, 16, 16, 16)):

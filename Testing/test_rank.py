@@ -105,7 +105,7 @@ def test_out_of_distribution_images_rank_first(cli_ranking):
 
 def test_ranking_equals_sorting_the_core_scores(cli_ranking, image_folder):
     from UncertaintySegLib.predict.io import read_volume
-    from UncertaintySegLib.predict.models import load_model
+    from UncertaintySegLib.predict.model_loading import load_model
     from UncertaintySegLib.predict.pipeline import predict_volume
 
     rows = read_csv(cli_ranking / "ranking.csv")

@@ -30,7 +30,7 @@ CLASSES = ["background", "anterior", "posterior"]
 @pytest.fixture(scope="session")
 def hippocampus_case(test_case):
     """(image, reference, prediction of the bundled model) for the first test case, computed once."""
-    from UncertaintySegLib.predict.models import load_model
+    from UncertaintySegLib.predict.model_loading import load_model
     from UncertaintySegLib.predict.pipeline import predict_volume
 
     image, reference = read_volume(test_case[0]), read_volume(test_case[1])
@@ -305,7 +305,7 @@ def test_saved_calibrator_is_applied_and_checked(scene_with_case, tmp_path, smal
     import torch
 
     from UncertaintySegLib.calibration import TemperatureScaling, load_calibrator, model_fingerprint
-    from UncertaintySegLib.predict.models import load_model
+    from UncertaintySegLib.predict.model_loading import load_model
     from UncertaintySegLib.predict.pipeline import predict_volume
 
     model = load_model("hippocampus")

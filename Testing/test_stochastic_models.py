@@ -10,7 +10,7 @@ from conftest import write_image
 
 from UncertaintySegLib.cli import main
 from UncertaintySegLib.predict.io import read_volume
-from UncertaintySegLib.predict.models import load_model
+from UncertaintySegLib.predict.model_loading import load_model
 from UncertaintySegLib.predict.probabilistic_unet import ProbabilisticUNet, kl_divergence_gaussians
 from UncertaintySegLib.training.train import TrainSettings, train
 

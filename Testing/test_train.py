@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from UncertaintySegLib.common.errors import InputError
-from UncertaintySegLib.predict.models import load_model
+from UncertaintySegLib.predict.model_loading import load_model
 from UncertaintySegLib.training.train import TrainSettings, place_in_roi, train
 
 

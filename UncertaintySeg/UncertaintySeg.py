@@ -26,7 +26,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from UncertaintySegLib.predict.models import bundled_model_names
+from UncertaintySegLib.predict.model_loading import bundled_model_names
 from UncertaintySegSlicer.mrml.calibrationFitting import (CalibrationFittingMixin, calibrationPairLabels, checkFitParameters,
                                                      useFittedCalibration)
 from UncertaintySegSlicer.panel.dependencies import installMissing, installPlan

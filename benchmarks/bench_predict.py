@@ -61,7 +61,7 @@ def worker(implementation, size):
     """Runs in its own process; prints {"seconds", "peak_rss_mb", "baseline_rss_mb"} as JSON."""
     import torch
 
-    from UncertaintySegLib.predict.models import load_model
+    from UncertaintySegLib.predict.model_loading import load_model
 
     torch.set_num_threads(2)
     model = load_model("hippocampus")

@@ -22,7 +22,7 @@ from UncertaintySegLib.evaluation.calibration_metrics import CalibrationHistogra
 from UncertaintySegLib.data.hippocampus import load_split, resolve_data_root  # noqa: E402
 from UncertaintySegLib.predict.io import read_volume  # noqa: E402
 from UncertaintySegLib.evaluation.metrics import brier_score, dice_per_class, negative_log_likelihood, pooled_mean  # noqa: E402
-from UncertaintySegLib.predict.models import bundled_model_names, load_model  # noqa: E402
+from UncertaintySegLib.predict.model_loading import bundled_model_names, load_model  # noqa: E402
 from UncertaintySegLib.predict.pipeline import predict_volume  # noqa: E402
 from UncertaintySegLib.evaluation.roi import roi_mask  # noqa: E402
 

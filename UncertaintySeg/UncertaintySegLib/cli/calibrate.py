@@ -109,7 +109,8 @@ def run_calibrate(args, progress) -> None:
     from ..evaluation.prediction_sets import find_volumes
     from ..training.layer_retraining import split_holdout
     from ..common.output_folders import atomic_output_folder
-    from ..predict.models import combine_models, load_model
+    from ..predict.models import combine_models
+    from ..predict.model_loading import load_model
     from ..predict.outputs import versions
 
     started = time.perf_counter()

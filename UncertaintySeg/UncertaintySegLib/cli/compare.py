@@ -127,7 +127,7 @@ def run_compare(args, progress) -> dict:
     from ..evaluation.ensemble_size import pool_cases, write_ensemble_size
     from ..evaluation.reports.evaluation_report import write_evaluation
     from ..common.output_folders import atomic_output_folder
-    from ..predict.models import load_model
+    from ..predict.model_loading import load_model
     from ..predict.outputs import versions
 
     started = time.perf_counter()

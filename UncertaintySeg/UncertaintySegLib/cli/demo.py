@@ -10,7 +10,7 @@ from ..common.errors import InputError
 from ..predict.io import read_volume
 from ..common.output_folders import atomic_output_folder
 from ..evaluation.metrics import dice_per_class
-from ..predict.models import load_model
+from ..predict.model_loading import load_model
 from ..predict.outputs import run_record, write_prediction_files
 from ..predict.pipeline import predict_volume
 from ..common.progress import Progress

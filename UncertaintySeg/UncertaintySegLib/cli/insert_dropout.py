@@ -37,7 +37,7 @@ def run_insert_dropout(args, progress) -> None:
     cases = None
     if args.retrain:
         from ..data.hippocampus import load_split, resolve_data_root
-        from ..predict.models import load_model
+        from ..predict.model_loading import load_model
         from ..training.train import load_cases
 
         normalization = load_model(args.model).spec.normalization

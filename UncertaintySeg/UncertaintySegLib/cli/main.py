@@ -137,7 +137,7 @@ def inputs_read_by(args: argparse.Namespace) -> list[tuple[str, Path]]:
     but --out (lists too; NAME=DIR; bundled model names; a model file's model.json and weights), and the data
     set under --data-root (or the default data root) for commands that read it. A new command gets it for free."""
     from ..data.hippocampus import TASK, data_root_candidates
-    from ..predict.models import BUNDLED_MODELS_DIR
+    from ..predict.model_loading import BUNDLED_MODELS_DIR
 
     found = []
     for dest, value in vars(args).items():

@@ -68,7 +68,8 @@ def parse_severities(text: str) -> tuple[int, ...]:
 def run_ood(args, progress) -> None:
     from ..data.hippocampus import load_split, resolve_data_root
     from ..common.output_folders import atomic_output_folder
-    from ..predict.models import combine_models, load_model
+    from ..predict.models import combine_models
+    from ..predict.model_loading import load_model
     from ..predict.outputs import versions
 
     started = time.perf_counter()

@@ -89,7 +89,7 @@ def check_predict_arguments(parser, args) -> None:
 
 def print_layers(args) -> None:
     from ..predict.feature_maps import default_layers, list_layers
-    from ..predict.models import load_model
+    from ..predict.model_loading import load_model
 
     model = load_model(args.model[0], trust_bundle=args.trust_bundle)
     network = model.network
@@ -150,7 +150,8 @@ def run_predict(args, progress) -> None:
 def predict_with_model(args, volume, staging: Path, progress):
     from ..predict.io import Volume, write_volume
     from ..calibration import load_calibrator_for
-    from ..predict.models import combine_models, load_model
+    from ..predict.models import combine_models
+    from ..predict.model_loading import load_model
     from ..predict.pipeline import predict_volume
 
     progress("loading model", 0.05)

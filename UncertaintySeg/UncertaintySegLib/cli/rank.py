@@ -76,7 +76,8 @@ def check_readable(files: dict[str, Path]) -> None:
 def run_rank(args, progress) -> None:
     from ..predict.io import read_volume
     from ..common.output_folders import atomic_output_folder
-    from ..predict.models import combine_models, load_model
+    from ..predict.models import combine_models
+    from ..predict.model_loading import load_model
     from ..predict.outputs import versions
     from ..analysis.ranking import rank_volumes
 

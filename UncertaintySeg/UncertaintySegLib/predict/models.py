@@ -1,4 +1,4 @@
-"""Model specs (`model.json`) and loaders: bundled name, TorchScript, MONAI network + state_dict.
+"""Model specs (`model.json`) and networks: TorchScript, MONAI network + state_dict, ensembles of them.
 
 A spec says what the network expects and returns, so that inference needs nothing else:
 
@@ -10,7 +10,7 @@ A spec says what the network expects and returns, so that inference needs nothin
 `format` is "monai_network" (MONAI class by name, or this project's "ProbabilisticUNet", + a
 state_dict, loaded with `weights_only=True`) or "torchscript" (`weights` is a TorchScript file). `weights` may list
 several files: the members of a deep ensemble, whose probabilities `predict` averages.
-MONAI bundle folders are read by `bundle.py`.
+MONAI bundle folders are read by `bundle.py`; `model_loading.load_model` takes any of them by name or path.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from pathlib import Path
 
 from ..common.errors import ModelError
 
-BUNDLED_MODELS_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
 NORMALIZATION_KINDS = ("zscore", "range", "none")
 FORMATS = ("monai_network", "torchscript")
 
@@ -126,51 +125,6 @@ def combine_models(models: list[LoadedModel]) -> LoadedModel:
                              "must share classes, input, normalization, output and network; give models trained alike.")
     networks = [network for model in models for network in model.networks]
     return LoadedModel(spec=models[0].spec, networks=networks, source=models[0].source)
-
-
-def bundled_model_names() -> list[str]:
-    if not BUNDLED_MODELS_DIR.is_dir():
-        return []
-    return sorted(p.name for p in BUNDLED_MODELS_DIR.iterdir() if (p / "model.json").is_file())
-
-
-def load_model(model: str | Path, trust_bundle: bool = False) -> LoadedModel:
-    """Load a bundled model by name, a folder with `model.json`, a `model.json` file, a MONAI
-    bundle folder, or a weights file (TorchScript or state_dict) with a `model.json` beside it.
-
-    A MONAI bundle's config is read as data unless `trust_bundle` (`--trust-bundle`): then MONAI's
-    ConfigParser runs it, `$` expressions and any `_target_` included (see `bundle.py`)."""
-    path = Path(model)
-    if not path.exists():
-        if path.name == str(model) and model in bundled_model_names():
-            path = BUNDLED_MODELS_DIR / str(model)
-        else:
-            names = ", ".join(bundled_model_names()) or "none installed"
-            raise ModelError(
-                f"model '{model}' not found: expected a bundled model name ({names}), a folder with model.json, "
-                "a model.json file, a MONAI bundle folder, or a TorchScript file."
-            )
-    if path.is_dir() and (path / "configs").is_dir() and not (path / "model.json").exists():
-        from .bundle import load_bundle
-
-        return load_bundle(path, trust_bundle=trust_bundle)
-    if path.is_dir():
-        spec_path = path / "model.json"
-    elif path.suffix == ".json":
-        spec_path = path
-    else:
-        spec_path = path.parent / "model.json"
-        if not spec_path.exists():
-            raise ModelError(
-                f"'{path}' has no model.json beside it: a TorchScript file needs a spec that names its classes, "
-                "input channels, ROI size and normalization. Write one (see the README) next to the file."
-            )
-    if not spec_path.exists():
-        raise ModelError(f"folder '{path}' has no model.json: expected a model folder or a MONAI bundle (configs/inference.json).")
-    spec = read_spec(spec_path)
-    files = [path] if path.is_file() and path.suffix != ".json" else [spec_path.parent / name for name in spec.weight_files]
-    networks = [load_network(spec, spec_path, weights) for weights in files]
-    return LoadedModel(spec=spec, networks=networks, source=files[0] if len(files) == 1 else spec_path.parent)
 
 
 def load_network(spec: ModelSpec, spec_path: Path, weights: Path):

@@ -17,7 +17,8 @@ from ..predict.dropout_insertion import insert_dropout, modules_after_dropout
 from ..common.errors import InputError
 from .layer_retraining import FineTuneSettings, fine_tune, holdout_nll, split_holdout
 from ..common.output_folders import atomic_output_folder
-from ..predict.models import LoadedModel, load_model
+from ..predict.models import LoadedModel
+from ..predict.model_loading import load_model
 from ..common.progress import Progress
 from ..common.json_output import write_json
 

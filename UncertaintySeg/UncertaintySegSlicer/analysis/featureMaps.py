@@ -90,7 +90,7 @@ def addFeatureMaps(inputVolume, folderItemID, model="hippocampus", layers=None, 
         parse_feature_map,
     )
     from UncertaintySegLib.predict.inference import check_image
-    from UncertaintySegLib.predict.models import load_model
+    from UncertaintySegLib.predict.model_loading import load_model
 
     loaded = load_model(model, trust_bundle=trustBundle)
     network = loaded.network

@@ -52,7 +52,7 @@ def rankVolumeNodes(volumeNodes=None, model="hippocampus", method=None, samples=
     from pathlib import Path
 
     from UncertaintySegLib.common.errors import InputError
-    from UncertaintySegLib.predict.models import load_model
+    from UncertaintySegLib.predict.model_loading import load_model
     from UncertaintySegLib.analysis.ranking import check_score, rank_volumes
     from UncertaintySegLib.predict.sampling import SamplingPlan, parse_method
 

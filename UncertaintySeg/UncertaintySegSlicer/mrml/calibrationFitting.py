@@ -128,7 +128,7 @@ class CalibrationFittingMixin:
         """
         from UncertaintySegLib.calibration import model_fingerprint
         from UncertaintySegLib.common.errors import InputError
-        from UncertaintySegLib.predict.models import load_model
+        from UncertaintySegLib.predict.model_loading import load_model
 
         progress = progress or (lambda stage, fraction: None)
         pairs = list(pairs)

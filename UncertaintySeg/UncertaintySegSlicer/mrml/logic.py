@@ -90,7 +90,7 @@ class UncertaintySegLogicBase:
         `trustBundle`: let MONAI run a MONAI bundle's config code (as `predict --trust-bundle`); by default a bundle's
         config is read as data and refused if it holds code. The rest as `addPredictionToScene`.
         """
-        from UncertaintySegLib.predict.models import load_model
+        from UncertaintySegLib.predict.model_loading import load_model
         from UncertaintySegLib.predict.pipeline import predict_volume
         from UncertaintySegLib.predict.sampling import SamplingPlan, parse_method
 
