@@ -71,7 +71,7 @@ def worker(implementation, size, samples):
     """Runs in its own process; prints timings and peak RSS as JSON."""
     import torch
 
-    from UncertaintySegLib.predict.models import load_model
+    from UncertaintySegLib.predict.model_loading import load_model
 
     torch.set_num_threads(2)
     model = load_model("hippocampus")
