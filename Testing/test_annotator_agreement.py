@@ -13,7 +13,7 @@ from UncertaintySegLib.evaluation.annotator_agreement import (annotator_agreemen
                                                    label_agreement_groups, rater_counts)
 from UncertaintySegLib.cli import main
 from UncertaintySegLib.common.errors import InputError
-from UncertaintySegLib.evaluation.prediction_sets import add_evaluate_parser, run_evaluate
+from UncertaintySegLib.cli.evaluate import add_evaluate_parser, run_evaluate
 from UncertaintySegLib.predict.io import Volume, read_volume, write_volume
 from UncertaintySegLib.common.progress import Progress
 

@@ -15,7 +15,7 @@ from UncertaintySegLib.evaluation.error_confidence import (
     write_error_confidence_csv,
 )
 from UncertaintySegLib.common.errors import InputError
-from UncertaintySegLib.evaluation.prediction_sets import add_evaluate_parser, run_evaluate
+from UncertaintySegLib.cli.evaluate import add_evaluate_parser, run_evaluate
 from UncertaintySegLib.predict.io import Geometry, Volume, write_volume
 from UncertaintySegLib.common.progress import Progress
 

@@ -10,7 +10,7 @@ import pytest
 from UncertaintySegLib.evaluation.calibration_metrics import CalibrationHistogram
 from UncertaintySegLib.evaluation.comparison import best_or_equivalent, bootstrap_interval, paired_wilcoxon
 from UncertaintySegLib.common.errors import InputError
-from UncertaintySegLib.evaluation.prediction_sets import add_evaluate_parser, run_evaluate
+from UncertaintySegLib.cli.evaluate import add_evaluate_parser, run_evaluate
 from UncertaintySegLib.predict.io import Geometry, Volume, read_volume, write_volume
 from UncertaintySegLib.evaluation.metrics import brier_score, hausdorff95_per_class, negative_log_likelihood
 from UncertaintySegLib.common.progress import Progress

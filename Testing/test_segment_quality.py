@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 from test_evaluate import CLASSES, GEOMETRY, make_probabilities, make_reference, write_prediction
 
-from UncertaintySegLib.evaluation.prediction_sets import add_evaluate_parser, run_evaluate
+from UncertaintySegLib.cli.evaluate import add_evaluate_parser, run_evaluate
 from UncertaintySegLib.predict.io import Volume, write_volume
 from UncertaintySegLib.common.progress import Progress
 from UncertaintySegLib.evaluation.segment_quality import SegmentQualityRow, case_segment_quality, correlations, fit_threshold, logit_dice

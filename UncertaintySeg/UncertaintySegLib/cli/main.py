@@ -19,7 +19,7 @@ from .calibrate import add_calibrate_parser, run_calibrate
 from .compare import add_compare_parser, run_compare
 from .insert_dropout import add_insert_dropout_parser, run_insert_dropout
 from ..common.errors import InputError
-from ..evaluation.prediction_sets import add_evaluate_parser, run_evaluate
+from .evaluate import add_evaluate_parser, run_evaluate
 from ..common.output_folders import refuse_output_over_inputs, require_new_output_folder
 from .ood import add_ood_parser, run_ood
 from .option_types import at_least, device, seed

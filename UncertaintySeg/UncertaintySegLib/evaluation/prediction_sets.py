@@ -1,25 +1,16 @@
-"""`uncertaintyseg evaluate`: calibration and segmentation scores of prediction sets against references.
-
-    uncertaintyseg evaluate --pred out/case1 --ref labels/case1.nii.gz --out eval
-    uncertaintyseg evaluate --pred base=preds/base --pred ts=preds/ts --ref labelsTr --roi bbox --out eval
+"""Prediction sets against references: find the cases, read them back, evaluate them one at a time.
 
 A prediction folder is what `uncertaintyseg predict` writes (probabilities.nrrd, labels.nrrd,
-run.json); `--pred` takes such folders, or folders of them, one sub-folder per case. A case's
-id is its folder's name (or, failing a match, the stem of run.json's input image); references
-(`--ref`: a label volume, or a folder of them) are matched by file name without extension.
-Besides the calibration report it writes segment_quality.csv/.json/.png (Dice vs mean segment
-entropy, their correlation) and thresholds.json (a fitted mean-entropy flag for `predict`).
-`--ref` repeated (one file or folder per annotator) adds annotator agreement and D²_GED
-(multi_reference.py); every other metric uses the first `--ref`.
-Cases are read one at a time, so memory is that of one case; across cases only small records
-are kept (histograms, and the TP/FP/FN confidence rows of `error_confidence`: one per slice and
-component). The metric modules (and Numba) are imported when evaluating, not when the CLI's
-parser is built.
+run.json); a set is such folders, or folders of them, one sub-folder per case. A case's id is its
+folder's name (or, failing a match, the stem of run.json's input image); references (a label
+volume, or a folder of them) are matched by file name without extension. Cases are read one at
+a time, so memory is that of one case; across cases only small records are kept (histograms,
+and the TP/FP/FN confidence rows of `error_confidence`: one per slice and component). The metric
+modules (and Numba) are imported when evaluating, not when this module is imported.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ..common.errors import InputError
-from ..cli.option_types import at_least
 from ..predict.io import READABLE, Volume, read_volume
-from ..common.output_folders import atomic_output_folder
 from ..predict.outputs import OUTPUT_FILES, SAMPLE_MAP_FILES
-from .roi import ROI_KINDS, roi_mask
-from ..common.json_output import json_text
+from .roi import roi_mask
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 GEOMETRY_TOLERANCE_MM = 1e-3
@@ -45,34 +33,6 @@ class PredictionSet:
     name: str
     folders: dict[str, Path]
     class_names: list[str]
-
-
-def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
-    """Register `evaluate` (with its own --out, --overwrite and --progress) on an argparse subparsers object."""
-    parser = subparsers.add_parser("evaluate", help="calibration (ECE/MCE/ACE, reliability diagrams), NLL, Brier, "
-                                                    "Dice, HD95 and TP/FP/FN confidence of predictions against reference labels")
-    parser.add_argument("--pred", action="append", nargs="+", required=True, metavar="[NAME=]DIR",
-                        help="prediction folder(s) written by `predict`, or a folder of them (one per case); repeat "
-                             "--pred NAME=DIR to compare methods side by side")
-    parser.add_argument("--ref", required=True, type=Path, action="append",
-                        help="reference label volume, or a folder of them named by case id (e.g. labelsTr); repeat "
-                             "--ref, one per annotator, for annotator agreement and D²_GED (annotator_agreement.csv, "
-                             "ged.csv); calibration and Dice use the first --ref")
-    parser.add_argument("--roi", choices=ROI_KINDS, default="whole",
-                        help="where calibration, NLL and Brier are measured: whole volume, --mask, or bbox (reference "
-                             "foreground box dilated 8 mm in-plane, 2 slices out-of-plane)")
-    parser.add_argument("--mask", type=Path, help="ROI mask volume, or a folder of masks named by case id (--roi mask)")
-    parser.add_argument("--bins", type=at_least(1), default=20, help="number of calibration bins (default: 20)")
-    parser.add_argument("--error-confidence-axis", type=int, choices=(0, 1, 2), default=2,
-                        help="axis of the (I, J, K) volume whose slices are scored TP/FP/FN/TN in "
-                             "error_confidence.csv (default: 2)")
-    parser.add_argument("--dice-floor", type=float, default=0.8,
-                        help="segments below this Dice count as poor when fitting thresholds.json's mean-entropy flag (default: 0.8)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (written whole or not at all)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    parser.add_argument("--progress", choices=("json", "text", "none"), default="text",
-                        help="progress format (json: one object per line)")
-    return parser
 
 
 def case_id_of(path: Path) -> str:
@@ -284,43 +244,3 @@ def evaluate_sets(sets: list[PredictionSet], references: dict[str, Path], roi: s
                 agreement[prediction_set.name] += case_agreement
                 ged[prediction_set.name] += case_ged
     return results, error_rows, quality_rows, units, agreement, ged
-
-
-def run_evaluate(args, progress) -> dict:
-    """The `evaluate` command: read, evaluate, write the output folder whole; returns metrics.json's content."""
-    from .calibration_metrics import CalibrationHistogram
-    from .reports.evaluation_report import write_evaluation
-    from .segment_quality import write_segment_quality
-
-    if args.bins < 1 or args.bins > CalibrationHistogram(2).grid:
-        raise InputError(f"--bins {args.bins}: expected a number of bins between 1 and {CalibrationHistogram(2).grid}.")
-    if args.roi == "mask" and args.mask is None:
-        raise InputError("--roi mask needs --mask FILE_OR_FOLDER.")
-    progress("finding cases", 0.0)
-    annotators = [find_volumes(path, "reference") for path in args.ref]
-    references = annotators[0]
-    sets = parse_prediction_sets(args.pred, references)
-    masks = find_volumes(args.mask, "mask") if args.roi == "mask" else None
-    if not 0.0 < args.dice_floor < 1.0:
-        raise InputError(f"--dice-floor {args.dice_floor}: expected a Dice between 0 and 1 (e.g. 0.8).")
-    results, error_rows, quality_rows, units, agreement, ged = evaluate_sets(
-        sets, references, args.roi, masks, args.bins, progress, args.error_confidence_axis, annotators, args.ref)
-    if len(units) > 1:
-        raise InputError(f"predictions mix entropy units {sorted(units)}: run predict with or without --normalize-uncertainty for all.")
-    settings = {"roi": args.roi, "bins": args.bins, "error_confidence_axis": args.error_confidence_axis,
-                "cases": len(sets[0].folders), "references": str(args.ref[0]),
-                "predictions": {s.name: sorted(str(f) for f in s.folders.values()) for s in sets},
-                "mask": None if args.mask is None else str(args.mask)}
-    progress("writing report", 0.9)
-    with atomic_output_folder(args.out, args.overwrite) as staging:
-        extra = {}
-        if len(args.ref) > 1:
-            from .multi_reference import write_multi_reference
-
-            settings["annotator_references"] = [str(path) for path in args.ref]
-            extra["annotators"] = write_multi_reference(staging, agreement, ged, sets[0].class_names, len(args.ref))
-        document = write_evaluation(staging, results, error_rows, sets[0].class_names, settings, extra)
-        write_segment_quality(staging, quality_rows, sets[0].class_names, args.dice_floor, units.pop())
-    if args.progress != "json":
-        print(json_text({name: method["pooled"] for name, method in document["methods"].items()}), end="")
-    return document
