@@ -2,7 +2,6 @@
 the same fit as the library's on the same files, saved where the panel's Apply reads it, ensembles pooled,
 fine-tuning written as a model folder, and errors that say what to do."""
 
-from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,6 +14,7 @@ from UncertaintySegLib.predict.io import read_volume  # noqa: E402
 from UncertaintySegSlicer.mrml.calibrationFitting import (FIT_REPORT_FILE, CalibrationFittingMixin, calibrationPairLabels,  # noqa: E402
                                                      checkFitParameters, fitFolderProblem, useFittedCalibration)
 from UncertaintySegSlicer.panel.panelChoices import MODEL_FOLDER, PRECOMPUTED, CalibrationMethod, CalibrationSource  # noqa: E402
+from panel_settings import settings  # noqa: E402
 from UncertaintySegSlicer.panel.panelRun import RunSettings, checkRunParameters  # noqa: E402
 from UncertaintySegSlicer.mrml.segmentation import addSegmentationFromLabels  # noqa: E402
 from UncertaintySegSlicer.mrml.volumes import addVolumeNode, geometryFromNode  # noqa: E402
@@ -85,7 +85,7 @@ def test_temperature_fitted_from_scene_pairs_is_the_librarys_fit_on_the_files(sc
     loaded = load_calibrator_for(fitted.folder, model)
     logits = np.random.default_rng(0).normal(size=(3, 4, 5, 6)).astype(np.float32)
     assert np.allclose(loaded.transform(logits).numpy(), calibrator.transform(logits).numpy())
-    parameters = SimpleNamespace(**vars(RunSettings(inputVolume=pairs[0][0])))
+    parameters = SimpleNamespace(**vars(settings(inputVolume=pairs[0][0])))
     parameters.calibration = CalibrationSource.FIT
     assert "Fit the calibrator first" in checkRunParameters(parameters)
     useFittedCalibration(parameters, fitted)
@@ -149,7 +149,7 @@ def test_fitting_errors_say_what_to_do(scene_pairs, tmp_path):
 
 def test_fit_button_is_refused_with_a_sentence_saying_what_to_fix(scene_pairs, tmp_path):
     _, pairs = scene_pairs
-    base = SimpleNamespace(**{**vars(RunSettings(inputVolume=pairs[0][0])), "calibrationPairs": pairs,
+    base = SimpleNamespace(**{**vars(settings(inputVolume=pairs[0][0])), "calibrationPairs": pairs,
                               "calibrationMethod": CalibrationMethod.TEMPERATURE, "calibratorFolder": tmp_path / "cal"})
     assert checkFitParameters(base) is None
     cases = [({"model": PRECOMPUTED}, "no logits to calibrate"), ({"calibrationPairs": []}, "Add at least one"),
@@ -160,4 +160,4 @@ def test_fit_button_is_refused_with_a_sentence_saying_what_to_fix(scene_pairs, t
     for changes, expected in cases:
         assert expected in (checkFitParameters(SimpleNamespace(**{**vars(base), **changes})) or ""), changes
     assert calibrationPairLabels(pairs) == [f"{v.GetName()}  \N{LEFT RIGHT ARROW}  {r.GetName()}" for v, r in pairs]
-    assert replace(RunSettings(inputVolume=None), model="hippocampus-ce").modelArguments() == {"model": "hippocampus-ce"}
+    assert settings(inputVolume=None, model="hippocampus-ce").modelArguments() == {"model": "hippocampus-ce"}

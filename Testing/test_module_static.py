@@ -142,14 +142,13 @@ def test_folder_parameters_browse_folders_and_file_parameters_browse_files():
 
 
 def test_panel_rows_name_existing_widgets_and_cover_every_optional_row():
-    from types import SimpleNamespace
 
     from UncertaintySegSlicer.panel.panelChoices import panelVisibility
-    from UncertaintySegSlicer.panel.panelRun import RunSettings
+    from panel_settings import settings
 
     rows = next(ast.literal_eval(node.value) for node in module_tree().body
                 if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "PANEL_ROWS")
-    assert set(rows) == set(panelVisibility(SimpleNamespace(**vars(RunSettings(inputVolume=None)))))
+    assert set(rows) == set(panelVisibility(settings(inputVolume=None)))
     names = {name for row in rows.values() for name in row}
     assert names <= set(ui_widgets()), f"missing in the .ui: {sorted(names - set(ui_widgets()))}"
 

@@ -102,7 +102,7 @@ def test_apply_with_feature_maps_adds_them_to_the_runs_folder(mrml_scene, test_c
 
 def rank_parameters(rankingScore=RankingScore.MEAN_ENTROPY, **changes):
     """The parameter node's fields the Rank button reads (a plain object: rankScene writes rankingTable)."""
-    return SimpleNamespace(**vars(settings(**changes)), rankingScore=rankingScore, rankingTable=None)
+    return SimpleNamespace(**{**vars(settings(**changes)), "rankingScore": rankingScore, "rankingTable": None})
 
 
 def test_rank_button_ranks_the_scene_into_the_parameter_nodes_table(mrml_scene, test_case):

@@ -167,7 +167,7 @@ def test_inputs_are_unchanged_and_a_failure_leaves_the_scene_as_it_was(case, mon
 def panel(**changes):
     """The parameter node's fields the Compare button reads (a plain object: compareAnnotators writes annotatorTable)."""
     extra = {"annotatorReferences": changes.pop("annotatorReferences", []), "annotatorTable": None}
-    return SimpleNamespace(**vars(settings(**changes)), **extra)
+    return SimpleNamespace(**{**vars(settings(**changes)), **extra})
 
 
 def test_compare_button_replaces_its_table_and_two_annotators_only_disagree_without_majority(case):

@@ -2,7 +2,6 @@
 loading its folder into a real MRML scene with the panel's options, Cancel, a failing run, and what the slice view shows."""
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from UncertaintySegLib.predict.io import read_volume  # noqa: E402
 from UncertaintySegSlicer.mrml.logic import UncertaintySegLogicBase  # noqa: E402
 from UncertaintySegSlicer.panel.panelChoices import (MODEL_FILE, MODEL_FOLDER, PRECOMPUTED, CalibrationSource,  # noqa: E402
                                                OverlayColormap, OverlayMap, RegionOfInterest, UncertaintyMethod, panelVisibility)
-from UncertaintySegSlicer.panel.panelRun import PanelRun, RunSettings, checkRunParameters, statusText  # noqa: E402
+from UncertaintySegSlicer.panel.panelRun import PanelRun, checkRunParameters, statusText  # noqa: E402
 from UncertaintySegSlicer.panel.process import CANCELLED, FAILED, RUNNING, SUCCEEDED  # noqa: E402
 from UncertaintySegSlicer.mrml.runs import runKeyFor  # noqa: E402
 from UncertaintySegSlicer.mrml.segmentation import addSegmentationFromLabels  # noqa: E402
@@ -72,8 +71,7 @@ def test_apply_is_refused_with_a_sentence_saying_what_to_fix(tmp_path):
 
 def test_optional_rows_follow_the_choices():
     def shown(**changes):
-        values = {name: getattr(settings(**changes), name) for name in RunSettings.__dataclass_fields__}
-        return {row for row, visible in panelVisibility(type("P", (), values)).items() if visible}
+        return {row for row, visible in panelVisibility(settings(**changes)).items() if visible}
 
     assert shown() == {"method", "calibration"}
     assert shown(model=MODEL_FILE, method=UncertaintyMethod.MC_DROPOUT) == {"modelFile", "method", "samples", "calibration"}
@@ -170,7 +168,7 @@ def test_apply_runs_predict_in_the_background_and_shows_the_chosen_overlay(panel
 
     # loaded again for the same parameter node (as a second Apply would): its own outputs are replaced, the reference stays
     before = scene.GetNumberOfNodes()
-    run.settings = replace(chosen, overlay=OverlayMap.ENTROPY, overlayColormap=OverlayColormap.DEFAULT)
+    run.settings = chosen.replaced(overlay=OverlayMap.ENTROPY, overlayColormap=OverlayColormap.DEFAULT)
     replaced = run.load(panel_scene["logic"]).result
     assert result.mutualInformationNode.GetScene() is None and result.entropyNode.GetScene() is None
     assert composite.GetForegroundVolumeID() == replaced.entropyNode.GetID()

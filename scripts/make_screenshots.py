@@ -62,13 +62,14 @@ def slice_view(workspace: Path) -> None:
 
 
 def panel_mutual_information_view(workspace: Path) -> None:
+    from panel_settings import settings as panelSettings
     from slicer_scene import addSliceView, createScene
 
     from UncertaintySegLib.data.hippocampus import load_split, resolve_data_root
     from UncertaintySegLib.predict.io import read_volume
     from UncertaintySegSlicer.mrml.logic import UncertaintySegLogicBase
     from UncertaintySegSlicer.panel.panelChoices import OverlayColormap, OverlayMap, UncertaintyMethod
-    from UncertaintySegSlicer.panel.panelRun import PanelRun, RunSettings
+    from UncertaintySegSlicer.panel.panelRun import PanelRun
     from UncertaintySegSlicer.panel.process import SUCCEEDED
     from UncertaintySegSlicer.mrml.volumes import addVolumeNode, volumeFromNode
 
@@ -76,8 +77,8 @@ def panel_mutual_information_view(workspace: Path) -> None:
     sliceLogic = addSliceView(appLogic, size=(400, 400))
     volume = read_volume(load_split(resolve_data_root(), "test")[0].image)
     inputNode = addVolumeNode(scene, volume.array, volume.geometry, "hippocampus_011")
-    settings = RunSettings(inputVolume=inputNode, device="cpu", method=UncertaintyMethod.MC_DROPOUT, samples=20,
-                           overlay=OverlayMap.MUTUAL_INFORMATION, overlayColormap=OverlayColormap.MAGMA, overlayOpacity=0.7)
+    settings = panelSettings(inputVolume=inputNode, device="cpu", method=UncertaintyMethod.MC_DROPOUT, samples=20,
+                             overlay=OverlayMap.MUTUAL_INFORMATION, overlayColormap=OverlayColormap.MAGMA, overlayOpacity=0.7)
     run = PanelRun(settings, workParent=workspace).start()
     if run.process.wait(600) != SUCCEEDED:
         raise RuntimeError(f"predict failed: {run.errorMessage}\n{run.log}")

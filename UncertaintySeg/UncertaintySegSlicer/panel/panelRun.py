@@ -20,7 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from types import SimpleNamespace
 
 from UncertaintySegSlicer.mrml.colors import requireColorNode
 from UncertaintySegSlicer.mrml.display import showOverlay
@@ -39,39 +39,25 @@ def isSet(path):
     return path is not None and str(path) not in ("", ".")
 
 
-@dataclass
-class RunSettings:
-    """A copy of the panel's parameters for one run (nodes by reference, the rest plain values)."""
+class RunSettings(SimpleNamespace):
+    """A copy of the panel's parameters for one run (nodes by reference, the rest plain values).
 
-    inputVolume: object
-    model: str = "hippocampus"
-    modelFile: Optional[Path] = None
-    modelFolder: Optional[Path] = None
-    trustBundle: bool = False
-    probabilitiesFile: Optional[Path] = None
-    classNames: str = ""
-    device: str = "auto"
-    method: UncertaintyMethod = UncertaintyMethod.AUTO
-    samples: int = 20
-    calibration: CalibrationSource = CalibrationSource.NONE
-    calibratorFolder: Optional[Path] = None
-    createProbabilities: bool = True
-    createEntropy: bool = True
-    createMutualInformation: bool = True
-    createSegmentation: bool = True
-    overlay: OverlayMap = OverlayMap.ENTROPY
-    overlayColormap: OverlayColormap = OverlayColormap.DEFAULT
-    overlayOpacity: float = 0.5
-    reference: object = None
-    roi: RegionOfInterest = RegionOfInterest.BBOX
-    roiMask: object = None
-    createFeatureMaps: bool = False
-    featureMapLayers: str = ""
-    featureMapReduction: FeatureMapReduction = FeatureMapReduction.MEAN
+    Its fields are every parameter of the module's parameter node (`UncertaintySegParameterNode` in
+    UncertaintySeg.py, the one place they and their defaults are declared), read when the run starts.
+    """
 
     @classmethod
     def fromParameters(cls, parameters):
-        return cls(**{name: getattr(parameters, name) for name in cls.__dataclass_fields__})
+        """`parameters`: the `@parameterNodeWrapper` (its `allParameters`), or any object with the same attributes."""
+        names = parameters.allParameters if hasattr(parameters, "allParameters") else vars(parameters)
+        return cls(**{name: getattr(parameters, name) for name in names})
+
+    def replaced(self, **changes):
+        """A copy with `changes`; a name the parameter node does not have is an error, not a new setting."""
+        unknown = sorted(set(changes) - set(vars(self)))
+        if unknown:
+            raise AttributeError(f"no panel parameter named {', '.join(unknown)}")
+        return type(self)(**{**vars(self), **changes})
 
     @property
     def usesSavedProbabilities(self):
