@@ -1,4 +1,5 @@
-"""`uncertaintyseg insert-dropout`: a new model folder with dropout inserted, optionally retrained.
+"""A new model folder with dropout inserted into a trained MONAI network, optionally retrained (what
+`uncertaintyseg insert-dropout`, in cli/insert_dropout.py, runs).
 
 Rousseau et al. found that dropout inserted into a trained network without retraining usually
 hurt calibration, so `--retrain` resumes training of the blocks after the inserted dropout on

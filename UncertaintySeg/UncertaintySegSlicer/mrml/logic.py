@@ -81,7 +81,8 @@ class UncertaintySegLogicBase:
             runName=None, parameterNode=None, bins=20, variant="top_label", trustBundle=False):
         """Run `model` on `inputVolume` (left unchanged) and add probability, entropy, label and segment outputs.
 
-        `method`: "softmax", "mc_dropout", "ensemble", "tta" or a combination ("ensemble+tta"); the
+        `method`: "softmax", "mc_dropout", "ensemble", "tta", "sample" (latent draws of a stochastic model such as the
+        Probabilistic U-Net) or a combination ("ensemble+tta"); the
         default averages an ensemble's members, else one softmax pass. With several samples a mutual
         information volume is added too. `overlay` is "entropy", "mutual_information" or a class name:
         the volume shown over the input. `calibrator`: a saved calibrator folder (or a fitted
