@@ -7,7 +7,6 @@
 Settings are the constructor's arguments (`get_params()`); what fitting learns ends in `_`.
 Cases are streamed one at a time (`cases.iter_cases`): a calibrator keeps only what it needs
 from each (a bounded sample of ROI voxels, or an ROI crop), so memory does not grow with the
-from ..json_output import write_json
 size of the volumes. `transform` is what `sampling.sample_probabilities(logits_transform=...)`
 applies to every forward pass; so an ensemble's calibrator is fitted on the pooled logits of all
 its members' passes.
