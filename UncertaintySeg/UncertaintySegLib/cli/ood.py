@@ -15,18 +15,19 @@ group and score: AUROC against the in-distribution scans), `ood_histogram.png` a
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..data.hippocampus import SPLITS
+from ..common.csv_tables import write_csv
 from ..common.errors import InputError
 from .option_types import at_least, device
 from ..analysis.ood import CORRUPTIONS, SEVERITIES
 from .predict import add_sampling_arguments, add_trust_bundle_argument, sampling_plan
 from ..common.json_output import write_json
+from ..common.plots import pyplot
 
 IN_DISTRIBUTION = "in-distribution"
 OOD_SCANS = (  # (group, case, kind): files <data root>/ood/<case>_image.nii.gz
@@ -102,8 +103,8 @@ def run_ood(args, progress) -> None:
         "versions": versions(),
     }
     with atomic_output_folder(args.out, overwrite=args.overwrite) as staging:
-        write_csv(staging / "ood_scores.csv", rows, SCORE_COLUMNS)
-        write_csv(staging / "ood_auroc.csv", table, AUROC_COLUMNS)
+        write_csv(staging / "ood_scores.csv", rows, SCORE_COLUMNS, float_format=".6g")
+        write_csv(staging / "ood_auroc.csv", table, AUROC_COLUMNS, float_format=".6g")
         write_json(staging / "ood_auroc.json", {"score_region": "predicted foreground (classes > 0)", "rows": table, "notes": notes})
         plot_scores(staging / "ood_histogram.png", rows, table, f"{model.spec.name}, {plan.name}")
         write_json(staging / "run.json", record)
@@ -181,15 +182,6 @@ def auroc_rows(rows: list[dict]) -> list[dict]:
     return table
 
 
-def write_csv(path: Path, rows: list[dict], columns) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: "" if value is None else (f"{value:.6g}" if isinstance(value, float) else value)
-                             for key, value in row.items()})
-
-
 def format_table(table: list[dict], notes: list[str]) -> str:
     lines = [f"{'group':<12} {'score':<24} {'AUROC':>6} {'n_ood':>5} {'mean ID':>9} {'mean OOD':>9}"]
     lines += [f"{r['group']:<12} {r['score']:<24} {r['auroc']:6.3f} {r['n_ood']:5d} {r['mean_in_distribution']:9.4f} {r['mean_ood']:9.4f}"
@@ -200,10 +192,7 @@ def format_table(table: list[dict], notes: list[str]) -> str:
 def plot_scores(path: Path, rows: list[dict], table: list[dict], title: str) -> None:
     """Strip plot of mean entropy per scan, one row per group (in-distribution first), the in-distribution
     range shaded, each OOD group's AUROC on the right (Mehrtash et al., Fig. 1 and 3)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     groups = list(dict.fromkeys(row["group"] for row in rows))
     colours = {IN_DISTRIBUTION: "tab:blue", "corruption": "tab:orange", "near-OOD": "tab:green", "far-OOD": "tab:red"}

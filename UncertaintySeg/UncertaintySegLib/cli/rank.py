@@ -12,10 +12,10 @@ volume, region) and `ranking.json` (the same rows with the model, sampling and s
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
+from ..common.csv_tables import write_csv
 from ..common.errors import InputError
 from .option_types import device
 from ..analysis.ranking import RANK_SCORES, CaseUncertainty
@@ -110,11 +110,7 @@ def run_rank(args, progress) -> None:
 
 
 def write_ranking_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(RANKING_COLUMNS))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: "" if value is None else (repr(value) if isinstance(value, float) else value) for key, value in row.items()})
+    write_csv(path, rows, RANKING_COLUMNS, float_format=repr)
 
 
 def format_ranking(rows: list[dict], score: str) -> str:

@@ -54,10 +54,6 @@ class CalibrationSummary:
     per_row_ece: list[float | None]
     curve: ReliabilityCurve
 
-    def as_dict(self) -> dict:
-        return {"variant": self.variant, "binning": self.binning, "voxels": self.voxels, "ece": self.ece,
-                "mce": self.mce, "ace": self.ace, "per_row_ece": self.per_row_ece}
-
 
 def curve_from_sums(sums: BinSums, lower: np.ndarray, upper: np.ndarray) -> ReliabilityCurve:
     """Means per bin from sums `(rows, B)`; empty bins are NaN."""

@@ -9,13 +9,14 @@ same order for every method.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from .case_evaluation import CaseResult, merged_histogram
 from .comparison import best_or_equivalent, bootstrap_interval
+from ..common.csv_tables import write_csv
+from ..common.plots import pyplot
 
 SCORES = {  # column -> (per-case value, lower is better)
     "dice": (lambda r, fg: float(np.mean([r.scores[f"dice_{c}"] for c in fg])), False),
@@ -57,10 +58,7 @@ def table_rows(results: dict[str, dict[str, list[CaseResult]]], class_names: lis
 
 
 def write_table_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    write_csv(path, rows, rows[0])
 
 
 def _cell(row: dict, score: str, digits: int, interval: bool = False) -> str:
@@ -101,10 +99,7 @@ def markdown_tables(rows: list[dict]) -> str:
 
 def save_ece_vs_dice(path: Path, results: dict[str, dict[str, list[CaseResult]]], class_names: list[str]) -> None:
     """Per case and method, ECE (%) against Dice, one panel per model; method means as large markers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     foreground = list(class_names[1:])
     figure, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4), squeeze=False)

@@ -8,13 +8,14 @@ means of `(C, I, J, K)` arrays (31 for 5 members), each linear in the voxels.
 
 from __future__ import annotations
 
-import csv
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 
 from .metrics import dice_per_class, negative_log_likelihood, pooled_mean
+from ..common.csv_tables import write_csv
+from ..common.plots import pyplot
 
 
 def case_subset_scores(members: list[np.ndarray], reference: np.ndarray, region: np.ndarray | None) -> dict[int, dict]:
@@ -47,15 +48,9 @@ def pool_cases(per_case: list[dict[int, dict]]) -> list[dict]:
 
 def write_ensemble_size(folder: Path, curves: dict[str, list[dict]]) -> None:
     """ensemble_size.csv and ensemble_size.png: NLL and Dice vs members, one line per model."""
-    with open(folder / "ensemble_size.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["model", "members", "subsets", "cases", "nll", "dice"])
-        writer.writeheader()
-        for model, rows in curves.items():
-            writer.writerows({"model": model, **row} for row in rows)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    write_csv(folder / "ensemble_size.csv", ({"model": model, **row} for model, rows in curves.items() for row in rows),
+              ["model", "members", "subsets", "cases", "nll", "dice"])
+    plt = pyplot()
 
     figure, (nll_axis, dice_axis) = plt.subplots(1, 2, figsize=(9, 3.6))
     for model, rows in curves.items():

@@ -19,14 +19,15 @@ confidence. Rows are small records (one per slice or component), so a cohort kee
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from ..common.csv_tables import write_csv
 from ..common.errors import InputError
+from ..common.plots import pyplot
 
 UNITS = ("slice", "component")
 OUTCOMES = {"slice": ("TP", "FP", "FN", "TN"), "component": ("TP", "FP", "FN")}
@@ -159,14 +160,9 @@ def summarize_error_confidence(rows: list[ErrorConfidenceRow]) -> dict:
 
 def write_error_confidence_csv(path: Path, methods: dict[str, list[ErrorConfidenceRow]]) -> Path:
     """One line per row of every method (columns `CSV_COLUMNS`); a TN slice's confidence is an empty cell."""
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        for method, rows in methods.items():
-            for r in rows:
-                writer.writerow([method, r.case, r.class_name, r.unit, r.index, r.outcome, r.voxels,
-                                 "" if r.confidence is None else repr(r.confidence)])
-    return Path(path)
+    return write_csv(path, ([method, r.case, r.class_name, r.unit, r.index, r.outcome, r.voxels,
+                             "" if r.confidence is None else repr(r.confidence)]
+                            for method, rows in methods.items() for r in rows), CSV_COLUMNS)
 
 
 def _draw_panel(axes, rows: list[ErrorConfidenceRow], unit: str, title: str) -> None:
@@ -189,10 +185,7 @@ def _draw_panel(axes, rows: list[ErrorConfidenceRow], unit: str, title: str) -> 
 
 def save_error_confidence_plot(path: Path, methods: dict[str, list[ErrorConfidenceRow]]) -> Path:
     """Box plots of confidence by outcome (TP, FP, FN): one row of panels per method and class, one column per unit."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = [(method, name, [r for r in rows if r.class_name == name])
               for method, rows in methods.items() for name in dict.fromkeys(r.class_name for r in rows)]

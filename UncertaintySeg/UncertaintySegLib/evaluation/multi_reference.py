@@ -12,13 +12,13 @@ samples' argmax label maps against the annotators'). metrics.json gets a pooled 
 
 from __future__ import annotations
 
-import csv
 import html
 from pathlib import Path
 
 import numpy as np
 
 from .annotator_agreement import AgreementRow, EnergyDistance, annotator_agreement, generalized_energy_distance
+from ..common.csv_tables import write_csv
 from ..common.errors import InputError
 from ..predict.io import Volume, read_volume
 from ..common.json_output import write_json
@@ -76,10 +76,7 @@ def write_multi_reference(folder: Path, agreement: dict[str, list[tuple[str, Agr
     """Write annotator_agreement.csv/.json and ged.csv (if any method had samples); returns metrics.json's summary."""
     fields = ["method", "case", "scope", "group", "voxels", "fraction", "mean_max_probability", "mean_majority_probability"]
     records = [{"method": method, "case": case, **row.__dict__} for method, rows in agreement.items() for case, row in rows]
-    with open(folder / "annotator_agreement.csv", "w", newline="") as file:
-        writer = csv.DictWriter(file, fields)
-        writer.writeheader()
-        writer.writerows({k: _value(r[k]) for k in fields} for r in records)
+    write_csv(folder / "annotator_agreement.csv", ({k: _value(r[k]) for k in fields} for r in records), fields)
     write_json(folder / "annotator_agreement.json", records)
     summary = {"annotators": raters, "first_reference_for_calibration": True, "agreement": {}, "ged": {}}
     for method, rows in agreement.items():
@@ -97,15 +94,11 @@ def write_multi_reference(folder: Path, agreement: dict[str, list[tuple[str, Agr
     ged_fields = ["method", "case", "scope", "d2_ged", "mean_d_sample_reference", "mean_d_sample_sample",
                   "mean_d_reference_reference", "samples", "references"]
     if any(ged.values()):
-        with open(folder / "ged.csv", "w", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(ged_fields)
-            for method, rows in ged.items():
-                for case, result in rows:
-                    for index, scope in enumerate(scopes):
-                        writer.writerow([method, case, scope] + [f"{v[index]:.6g}" for v in (
-                            result.d2, result.sample_reference, result.sample_sample, result.reference_reference)]
-                                        + [result.samples, result.references])
+        write_csv(folder / "ged.csv", ([method, case, scope] + [f"{v[index]:.6g}" for v in (
+            result.d2, result.sample_reference, result.sample_sample, result.reference_reference)]
+                                        + [result.samples, result.references]
+                                        for method, rows in ged.items() for case, result in rows
+                                        for index, scope in enumerate(scopes)), ged_fields)
         summary["ged"] = {method: {scope: {"mean_d2_ged": float(np.mean([r.d2[i] for _, r in rows])), "cases": len(rows)}
                                    for i, scope in enumerate(scopes)}
                           for method, rows in ged.items() if rows}

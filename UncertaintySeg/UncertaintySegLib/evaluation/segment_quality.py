@@ -9,15 +9,16 @@ floor (the threshold maximising Youden's J = sensitivity + specificity - 1), whi
 
 from __future__ import annotations
 
-import csv
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .metrics import dice_per_class
+from ..common.csv_tables import write_csv
 from ..common.json_output import write_json
+from ..common.plots import pyplot
 
 DICE_CLIP = 1e-3  # logit(Dice) of Dice 0 or 1 is infinite: clip to [DICE_CLIP, 1 - DICE_CLIP]
 
@@ -111,10 +112,7 @@ def write_segment_quality(folder: Path, rows_by_method: dict[str, list[SegmentQu
                           entropy_units: str) -> dict:
     """segment_quality.csv, segment_quality.json, segment_quality.png and thresholds[_<method>].json; returns the summaries."""
     rows = [row for method_rows in rows_by_method.values() for row in method_rows]
-    with open(folder / "segment_quality.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(SegmentQualityRow.__dataclass_fields__))
-        writer.writeheader()
-        writer.writerows({k: ("" if v is None else v) for k, v in asdict(row).items()} for row in rows)
+    write_csv(folder / "segment_quality.csv", rows, SegmentQualityRow.__dataclass_fields__)
     summaries = {method: summarize(method_rows, class_names, dice_floor) for method, method_rows in rows_by_method.items()}
     for method, summary in summaries.items():
         name = "thresholds.json" if len(summaries) == 1 else f"thresholds_{method}.json"
@@ -126,10 +124,7 @@ def write_segment_quality(folder: Path, rows_by_method: dict[str, list[SegmentQu
 
 def plot_segment_quality(path: Path, rows_by_method: dict, summaries: dict, entropy_units: str) -> None:
     """logit(Dice) against mean segment entropy, one panel per method, one colour per class (Mehrtash Fig. 3)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axes = plt.subplots(1, len(rows_by_method), figsize=(4.5 * len(rows_by_method), 4), squeeze=False)
     for axis, (method, rows) in zip(axes[0], rows_by_method.items()):

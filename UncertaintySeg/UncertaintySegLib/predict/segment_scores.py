@@ -12,11 +12,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..common.csv_tables import write_csv
 from ..common.errors import InputError
 
 SEGMENTS_FILE = "segments.csv"  # what predict writes into its output folder
@@ -81,11 +82,7 @@ def score(index: int, name: str, component: int, voxels: int, voxel_ml: float, e
 
 def write_segment_csv(path: Path, rows: list[SegmentScore]) -> None:
     """One line per segment and component; `component` 0 is the whole class."""
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(SegmentScore.__dataclass_fields__))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in asdict(row).items()})
+    write_csv(path, rows, SegmentScore.__dataclass_fields__)
 
 
 def read_segment_csv(path: Path) -> list[SegmentScore]:

@@ -13,7 +13,6 @@ folder, whole or not at all.
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from ..data.hippocampus import Case, load_split
+from ..common.csv_tables import write_csv
 from ..common.errors import InputError
+from ..common.plots import pyplot
 from ..predict.inference import normalize_intensity
 from ..predict.io import read_volume
 from ..common.output_folders import atomic_output_folder
@@ -346,14 +347,8 @@ def validate(network, cases, roi) -> float:
 
 def write_log(folder: Path, log: list[dict], suffix: str = "") -> None:
     """`training_log{suffix}.csv` and `training_curve{suffix}.png` (loss and validation Dice per epoch)."""
-    with open(folder / f"training_log{suffix}.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(log[0]))
-        writer.writeheader()
-        writer.writerows(log)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    write_csv(folder / f"training_log{suffix}.csv", log, log[0])
+    plt = pyplot()
 
     figure, loss_axis = plt.subplots(figsize=(6, 3.5))
     epochs = [row["epoch"] for row in log]

@@ -7,7 +7,6 @@ CSV cells and JSON nulls, with the reason in a `note`; never as NaN.
 
 from __future__ import annotations
 
-import csv
 import html
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from ..comparison import best_or_equivalent, bootstrap_interval
 from ..error_confidence import (OUTCOMES, UNITS, ErrorConfidenceRow, save_error_confidence_plot,
                                summarize_error_confidence, write_error_confidence_csv)
 from .reliability_plots import save_reliability_diagram
+from ...common.csv_tables import write_csv
 from ...common.json_output import write_json
 
 VARIANT_TITLES = {"top_label": "top-label", "class_wise": "class-wise (classes pooled)", "foreground": "binary foreground"}
@@ -63,13 +63,9 @@ def summarize_methods(methods: dict[str, list[CaseResult]], class_names: list[st
 
 def write_per_case_csv(path: Path, methods: dict[str, list[CaseResult]], class_names: list[str]) -> None:
     names = score_names(class_names)
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["method", "case", "voxels", *names, "note"])
-        for method, results in methods.items():
-            for r in results:
-                cells = ["" if _plain(r.scores[n]) is None else repr(_plain(r.scores[n])) for n in names]
-                writer.writerow([method, r.case, r.voxels, *cells, r.note])
+    write_csv(path, ([method, r.case, r.voxels,
+                      *("" if _plain(r.scores[n]) is None else repr(_plain(r.scores[n])) for n in names), r.note]
+                     for method, results in methods.items() for r in results), ["method", "case", "voxels", *names, "note"])
 
 
 def pooled_curves(methods: dict[str, list[CaseResult]]) -> dict[tuple[str, str], tuple]:
@@ -95,10 +91,7 @@ def write_reliability(folder: Path, methods: dict[str, list[CaseResult]], summar
     """reliability.csv and one PNG per method and variant; returns the PNG paths."""
     curves = pooled_curves(methods)
     rows = reliability_rows(curves)
-    with open(folder / "reliability.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+    write_csv(folder / "reliability.csv", rows, rows[0])
     images = []
     for (method, variant), (curve, spread) in curves.items():
         path = folder / f"reliability_{_file_safe(method)}_{variant}.png"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...common.plots import pyplot
 from ...predict.io import Volume
 from ...predict.pipeline import Prediction
 
@@ -18,10 +19,7 @@ def most_foreground_slice(labels: np.ndarray) -> int:
 
 def save_overlay_png(path: Path, image: Volume, prediction: Prediction, reference: Volume | None = None) -> Path:
     """Three panels on one axial slice: image, foreground probability overlay, entropy."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     k = most_foreground_slice(prediction.labels)
     background = image.array[..., k].T

@@ -12,15 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from ..calibration_metrics import ReliabilityCurve
+from ...common.plots import pyplot
 
 
 def save_reliability_diagram(path: Path, curve: ReliabilityCurve, title: str, ece: float | None,
                              spread: dict | None = None) -> Path:
     """Draw row 0 of `curve` `(1, B)`; `spread` is `case_evaluation.subject_spread`'s result (or None)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     lower, upper = curve.lower[0], curve.upper[0]
     centres, widths = (lower + upper) / 2, upper - lower
