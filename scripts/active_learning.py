@@ -13,7 +13,6 @@ The defaults take about 40 minutes on 2 CPU cores.
 """
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -26,7 +25,9 @@ from UncertaintySegLib.analysis.active_learning import (STRATEGIES, ExperimentSe
                                                learning_curves, paired_differences, pick_overlap, run_experiment)
 from UncertaintySegLib.data.hippocampus import load_split, resolve_data_root  # noqa: E402
 from UncertaintySegLib.predict.io import read_volume  # noqa: E402
+from UncertaintySegLib.common.csv_tables import write_csv  # noqa: E402
 from UncertaintySegLib.common.output_folders import atomic_output_folder, require_new_output_folder  # noqa: E402
+from UncertaintySegLib.common.plots import pyplot  # noqa: E402
 
 
 def integers(text: str) -> tuple[int, ...]:
@@ -56,19 +57,13 @@ def labelled_cases(root: Path, split: str, limit: int | None) -> list[LabelledCa
             for case in load_split(root, split)[:limit]]
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as file:
-        writer = csv.DictWriter(file, list(rows[0]))
-        writer.writeheader()
-        writer.writerows({k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()} for row in rows)
+def write_table(path: Path, rows: list[dict]) -> None:
+    """`rows` as CSV, list cells joined by spaces."""
+    write_csv(path, [{k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()} for row in rows], list(rows[0]))
 
 
 def plot_learning_curves(curves: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))
     for strategy, colour in zip(STRATEGIES, ("tab:gray", "tab:red")):
         rows = [row for row in curves if row["strategy"] == strategy]
@@ -116,9 +111,9 @@ def main(argv=None) -> int:
     seconds = round(time.perf_counter() - started, 1)
     curves, differences, overlap = learning_curves(results), paired_differences(results), pick_overlap(results)
     with atomic_output_folder(args.out, overwrite=args.overwrite) as staging:
-        write_csv(staging / "rounds.csv", [{k: v for k, v in asdict(r).items() if k != "test_dice_per_case"} for r in results])
-        write_csv(staging / "learning_curve.csv", curves)
-        write_csv(staging / "paired_differences.csv", differences)
+        write_table(staging / "rounds.csv", [{k: v for k, v in asdict(r).items() if k != "test_dice_per_case"} for r in results])
+        write_table(staging / "learning_curve.csv", curves)
+        write_table(staging / "paired_differences.csv", differences)
         (staging / "summary.json").write_text(json.dumps({
             "settings": asdict(settings), "pool_cases": len(pool), "test_cases": len(test), "seconds": seconds,
             "learning_curve": curves, "paired_differences": differences, "pick_overlap": overlap, "rounds": [asdict(r) for r in results]}, indent=2) + "\n")
