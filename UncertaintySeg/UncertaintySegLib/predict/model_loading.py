@@ -19,6 +19,7 @@ BUNDLED_MODELS_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models
 
 
 def bundled_model_names() -> list[str]:
+    """Names of the models shipped in Resources/Models (folders with a model.json), sorted."""
     if not BUNDLED_MODELS_DIR.is_dir():
         return []
     return sorted(p.name for p in BUNDLED_MODELS_DIR.iterdir() if (p / "model.json").is_file())
