@@ -7,7 +7,8 @@ import pytest
 
 from UncertaintySegLib.common.errors import InputError
 from UncertaintySegLib.predict.io import Geometry
-from UncertaintySegLib.predict.outputs import run_record, write_prediction
+from UncertaintySegLib.common.output_folders import atomic_output_folder
+from UncertaintySegLib.predict.outputs import run_record, write_prediction_files
 from UncertaintySegLib.predict.pipeline import Prediction
 from UncertaintySegLib.predict.prediction_folder import read_prediction_folder
 from UncertaintySegLib.predict.segment_scores import segment_scores, write_segment_csv
@@ -24,7 +25,8 @@ def written_prediction(folder, samples):
         prediction.expected_entropy = entropy * 0.75
         prediction.mutual_information = entropy * 0.25
         prediction.variance = probabilities * 0.01
-    write_prediction(folder, prediction, run_record(prediction, {"name": "toy"}, {}))
+    with atomic_output_folder(folder) as staging:  # as `predict` writes a folder
+        write_prediction_files(staging, prediction, run_record(prediction, {"name": "toy"}, {}))
     rows = segment_scores(prediction.labels, entropy, geometry.spacing, prediction.class_names, prediction.mutual_information, 0.5)
     write_segment_csv(folder / "segments.csv", rows)
     return prediction, rows

@@ -1,22 +1,21 @@
-"""Entropy and confidence on hand-computed cases."""
+"""Entropy and labels on hand-computed cases."""
 
 import math
 
 import pytest
 import torch
 
-from UncertaintySegLib.predict.uncertainty import label_map, max_probability, predictive_entropy
+from UncertaintySegLib.predict.uncertainty import label_map, normalize_entropy, predictive_entropy
 
 
 def test_entropy_by_hand():
     probabilities = torch.tensor([[1.0, 0.5, 1 / 3], [0.0, 0.5, 1 / 3], [0.0, 0.0, 1 / 3]])  # (C=3, V=3)
     assert torch.allclose(predictive_entropy(probabilities), torch.tensor([0.0, math.log(2), math.log(3)]), atol=1e-6)
-    assert torch.allclose(predictive_entropy(probabilities, normalize=True), torch.tensor([0.0, math.log(2) / math.log(3), 1.0]), atol=1e-6)
+    assert torch.allclose(normalize_entropy(predictive_entropy(probabilities), 3), torch.tensor([0.0, math.log(2) / math.log(3), 1.0]), atol=1e-6)
 
 
-def test_confidence_and_labels():
+def test_labels():
     probabilities = torch.tensor([[0.2, 0.7], [0.5, 0.1], [0.3, 0.2]])
-    assert torch.allclose(max_probability(probabilities), torch.tensor([0.5, 0.7]))
     assert label_map(probabilities).tolist() == [1, 0] and label_map(probabilities).dtype == torch.uint8
 
 

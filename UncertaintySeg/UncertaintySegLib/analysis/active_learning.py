@@ -28,9 +28,10 @@ import numpy as np
 
 from ..common.errors import InputError
 from ..predict.io import Volume
+from ..predict.sampling_axes import DROPOUT, SINGLE_PASS, methods_for
 
 STRATEGIES = ("random", "uncertainty")
-SCORING_METHODS = frozenset({"softmax", "mc_dropout", "tta"})  # what the one U-Net with dropout each round trains can draw
+SCORING_METHODS = frozenset({SINGLE_PASS, *methods_for({DROPOUT})})  # what the one U-Net with dropout each round trains can draw
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ def scoring_plan(settings: ExperimentSettings, seed: int = 0):
     methods = parse_method(settings.method)
     if not methods <= SCORING_METHODS:
         raise InputError(f"method {settings.method!r} cannot score the pool: each round trains one U-Net, so use "
-                         f"{', '.join(sorted(SCORING_METHODS))} or a combination of mc_dropout and tta.")
+                         f"{', '.join(sorted(SCORING_METHODS))} or a combination of "
+                         f"{' and '.join(sorted(SCORING_METHODS - {SINGLE_PASS}))}.")
     return SamplingPlan(methods=methods, samples=settings.samples, seed=seed)
 
 

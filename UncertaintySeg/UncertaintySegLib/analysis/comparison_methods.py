@@ -22,9 +22,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..common.errors import InputError
+from ..predict.sampling_axes import AXES, NETWORKS
+
+# The sampling axes `compare` runs alone on the base network (NETWORKS: every member): mc_dropout, sample, ensemble
+SAMPLING_METHODS = tuple(name for name, axis in AXES.items() if axis.compare)
 
 LOGIT_CALIBRATORS = ("temperature", "vector", "platt", "auxconv", "histogram", "isotonic")
-METHODS = ("base", *LOGIT_CALIBRATORS, "finetune", "mc_dropout", "sample", "ensemble")
+METHODS = ("base", *LOGIT_CALIBRATORS, "finetune", *SAMPLING_METHODS)
 DEFAULT_METHODS = ("base", "temperature", "vector", "auxconv", "finetune", "mc_dropout", "ensemble")
 
 
@@ -57,7 +61,7 @@ def check_methods_fit_model(methods: list[str], model) -> None:
     """Refuse, before any work, a method the model cannot run (the sampling layer's own checks, and fine-tuning's)."""
     from ..predict.sampling import SamplingPlan, networks_to_sample
 
-    sampled = frozenset(m for m in methods if m in ("mc_dropout", "sample", "ensemble"))
+    sampled = frozenset(m for m in methods if m in SAMPLING_METHODS)
     networks_to_sample(model.networks, SamplingPlan(sampled), model.spec.name, model.spec.stochastic)
     if "finetune" in methods and model.spec.format != "monai_network":
         raise InputError(f"method 'finetune' needs a MONAI network given as model.json + weights; '{model.spec.name}' is "
@@ -120,7 +124,7 @@ def case_probabilities(fitted: FittedMethods, image: np.ndarray, samples: int, s
             out[method] = softmax(fitted.calibrators[method].transform(base_logits))
         elif method == "finetune":
             out[method] = softmax(predict_logits(fitted.fine_tuning.networks_[0], spec, image, device=device))
-        elif method in ("mc_dropout", "sample"):
+        elif method in SAMPLING_METHODS and AXES[method].level != NETWORKS:  # an ensemble: from the members, below
             plan = SamplingPlan(frozenset({method}), samples=samples, seed=seed)
             moments, _ = sample_probabilities(fitted.model.networks[:1], spec, image, plan, device=device)
             out[method] = moments.mean.numpy().astype(np.float32)

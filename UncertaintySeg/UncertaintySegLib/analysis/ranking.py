@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..common.errors import InputError
+from ..predict.sampling_axes import several_samples_hint
 
 RANK_SCORES = ("mean_entropy", "mean_mi", "segment_entropy")
-MULTI_SAMPLE_METHODS = ("--method mc_dropout or sample (with --samples 2 or more), ensemble (an ensemble model or several --model), "
-                        "or tta")
+MULTI_SAMPLE_METHODS = several_samples_hint()  # "--method mc_dropout (with --samples 2 or more), ..., or tta (...)"
 
 
 @dataclass(frozen=True)

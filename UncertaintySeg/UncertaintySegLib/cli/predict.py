@@ -17,7 +17,6 @@ logits, after checking it was fitted for this model's classes and weights; run.j
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -132,7 +131,7 @@ def run_predict(args, progress) -> None:
         else:
             prediction, model_info = read_precomputed(args, volume, progress)
         if args.normalize_uncertainty:
-            normalize_uncertainty(prediction)
+            prediction.normalize_uncertainty()
         segments = segment_scores(prediction.labels, prediction.entropy, volume.geometry.spacing, prediction.class_names,
                                   prediction.mutual_information, thresholds)
         prediction.timings["total_s"] = round(time.perf_counter() - started, 4)
@@ -226,12 +225,3 @@ def read_precomputed(args, volume, progress):
     prediction.sampling = {"method": "precomputed", "samples_drawn": 1}
     return prediction, {"name": "precomputed", "source": str(args.probabilities)}
 
-
-def normalize_uncertainty(prediction) -> None:
-    """Entropy, expected entropy and MI divided by log C, in place (range [0, 1])."""
-    scale = 1.0 / math.log(len(prediction.class_names))
-    for name in ("entropy", "expected_entropy", "mutual_information"):
-        array = getattr(prediction, name)
-        if array is not None:
-            array *= scale
-    prediction.entropy_units = "fraction of log C"

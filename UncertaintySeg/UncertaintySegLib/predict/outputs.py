@@ -1,4 +1,5 @@
-"""Write one run's outputs into a folder, whole or not at all.
+"""Write one run's outputs into a (staging) folder; the caller makes the folder appear whole or not at all
+(`common.output_folders.atomic_output_folder`, as `cli/predict.py` does).
 
 Files: `probabilities.nrrd` (multi-component, one component per class), `entropy.nrrd`
 (predictive entropy, nats), `labels.nrrd` (uint8 class index) and `run.json` (model, settings,
@@ -14,7 +15,6 @@ import platform
 from pathlib import Path
 
 from .io import Volume, write_volume
-from ..common.output_folders import atomic_output_folder
 from .pipeline import Prediction
 from ..common.json_output import write_json
 
@@ -67,8 +67,3 @@ def write_feature_map_files(folder: Path, maps: dict, geometry) -> dict:
         write_volume(folder / files[key], Volume(array[0] if array.shape[0] == 1 else array, geometry))
     return files
 
-
-def write_prediction(out: str | Path, prediction: Prediction, record: dict, overwrite: bool = False) -> Path:
-    with atomic_output_folder(out, overwrite=overwrite) as staging:
-        write_prediction_files(staging, prediction, record)
-    return Path(out)

@@ -18,7 +18,7 @@ from .io import Geometry, Volume
 from .models import LoadedModel
 from ..common.progress import Progress
 from .sampling import SamplingPlan, default_plan, sample_probabilities, tta_warning
-from .uncertainty import label_map, mutual_information, predictive_entropy
+from .uncertainty import StreamingMoments, label_map, normalize_entropy, predictive_entropy
 
 
 @dataclass
@@ -58,6 +58,14 @@ class Prediction:
         maps = {"expected_entropy": self.expected_entropy, "mutual_information": self.mutual_information, "variance": self.variance}
         return {name: array for name, array in maps.items() if array is not None}
 
+    def normalize_uncertainty(self) -> None:
+        """Entropy, expected entropy and MI divided by log C, in place (range [0, 1]); `entropy_units` says so."""
+        for name in ("entropy", "expected_entropy", "mutual_information"):
+            array = getattr(self, name)
+            if array is not None:
+                normalize_entropy(array, len(self.class_names))
+        self.entropy_units = "fraction of log C"
+
 
 def predict_volume(volume: Volume, model: LoadedModel, device: str = "auto", progress: Progress | None = None,
                    plan: SamplingPlan | None = None, logits_transform=None, on_sample=None) -> Prediction:
@@ -66,8 +74,6 @@ def predict_volume(volume: Volume, model: LoadedModel, device: str = "auto", pro
 
     Samples are aggregated as they come (see `sampling.py`): memory does not grow with their number.
     """
-    import torch
-
     progress = progress or Progress("none")
     image = check_image(volume, model.spec)
     plan = plan or default_plan(len(model.networks))
@@ -75,11 +81,7 @@ def predict_volume(volume: Volume, model: LoadedModel, device: str = "auto", pro
     moments, sampling_timings = sample_probabilities(model.networks, model.spec, image, plan, device=device,
                                                      logits_transform=logits_transform, on_sample=on_sample, progress=progress)
     inference_seconds = time.perf_counter() - started
-    prediction = summarize(moments.mean, model.spec.class_names, volume.geometry, progress)
-    if moments.count > 1:  # MI from the entropy `summarize` already computed
-        prediction.expected_entropy = moments.expected_entropy.numpy()
-        prediction.mutual_information = mutual_information(torch.from_numpy(prediction.entropy.copy()), moments.expected_entropy).numpy()
-        prediction.variance = moments.variance.numpy()
+    prediction = summarize(moments.mean, model.spec.class_names, volume.geometry, progress, moments=moments)
     prediction.sampling = {**plan.to_json(), "samples_drawn": moments.count}
     warning = tta_warning(plan, model.spec)
     if warning:
@@ -88,17 +90,25 @@ def predict_volume(volume: Volume, model: LoadedModel, device: str = "auto", pro
     return prediction
 
 
-def summarize(probabilities, class_names, geometry: Geometry, progress: Progress | None = None) -> Prediction:
-    """Probabilities `(C, I, J, K)` tensor -> `Prediction` with entropy and label maps."""
+def summarize(probabilities, class_names, geometry: Geometry, progress: Progress | None = None,
+              moments: StreamingMoments | None = None) -> Prediction:
+    """Probabilities `(C, I, J, K)` tensor -> `Prediction` with entropy and label maps; given the `moments` of two
+    or more samples whose mean they are, also expected entropy, MI and variance (from `StreamingMoments.maps`)."""
     progress = progress or Progress("none")
     progress("uncertainty maps", 0.8)
     started = time.perf_counter()
-    entropy = predictive_entropy(probabilities).numpy()
-    labels = label_map(probabilities).numpy()
-    return Prediction(
-        probabilities=probabilities.numpy(), entropy=entropy, labels=labels, class_names=tuple(class_names),
-        geometry=geometry, timings={"maps_s": round(time.perf_counter() - started, 4)},
+    several = moments is not None and moments.count > 1
+    maps = moments.maps() if several else {"entropy": predictive_entropy(probabilities)}
+    prediction = Prediction(
+        probabilities=probabilities.numpy(), entropy=maps["entropy"].numpy(), labels=label_map(probabilities).numpy(),
+        class_names=tuple(class_names), geometry=geometry,
     )
+    if several:
+        prediction.expected_entropy = maps["expected_entropy"].numpy()
+        prediction.mutual_information = maps["mutual_information"].numpy()
+        prediction.variance = maps["variance"].numpy()
+    prediction.timings["maps_s"] = round(time.perf_counter() - started, 4)
+    return prediction
 
 
 def check_probabilities(probabilities: np.ndarray, source: str, tolerance: float = 1e-2) -> None:

@@ -12,7 +12,9 @@ Methods (combinable, e.g. "ensemble+tta" or "ensemble+mc_dropout"):
 - "ensemble": every network of the model (its members), each once, or S times with MC dropout / sample;
 - "tta": every combination of flips along the chosen (I, J, K) axes, flipped back on the output.
 
-Samples are (members x flips x S); each one is a full sliding-window pass, turned into
+The methods are the sampling axes of `sampling_axes.py` (`AXES`: add one there), plus "softmax"; this file
+derives from them what `predict` accepts and runs. Samples are (members x flips x S), nested in that order
+(`sampling_axes.LEVELS`); each one is a full sliding-window pass, turned into
 probabilities (after an optional logits transform, e.g. a calibrator) and folded into
 `StreamingMoments`: peak memory is a few `(C, I, J, K)` arrays, independent of S, and grows
 linearly with the number of voxels.
@@ -32,10 +34,12 @@ from ..common.errors import InputError
 from .inference import check_finite_logits, predict_logits, probabilities_from_logits
 from .models import ModelSpec
 from ..common.progress import Progress
+from .sampling_axes import AXES, DRAWS, INPUTS, NETWORKS, SINGLE_PASS, method_axes
+from .sampling_axes import dropout_layers, mc_dropout_mode  # noqa: F401  (their home is sampling_axes; imported from here too)
 from .uncertainty import StreamingMoments
 
-METHODS = ("softmax", "mc_dropout", "sample", "ensemble", "tta")
-STOCHASTIC = frozenset({"mc_dropout", "sample"})  # methods drawing S seeded passes per network and flip
+METHODS = (SINGLE_PASS, *AXES)  # ("softmax", "mc_dropout", "sample", "ensemble", "tta"): also the order of a plan's name
+STOCHASTIC = frozenset(name for name, axis in AXES.items() if axis.level == DRAWS)  # S seeded passes per network and flip
 
 
 def parse_method(method: str) -> frozenset[str]:
@@ -73,15 +77,19 @@ class SamplingPlan:
     def passes_per_flip(self) -> int:
         return self.samples if self.methods & STOCHASTIC else 1
 
-    def flips(self) -> list[tuple[int, ...]]:
-        """Axis subsets to flip: [()] without TTA, else all 2^k subsets of `tta_axes` (identity first)."""
-        if "tta" not in self.methods:
-            return [()]
-        return [subset for size in range(len(self.tta_axes) + 1) for subset in itertools.combinations(self.tta_axes, size)]
+    @property
+    def axes(self) -> list:
+        """The plan's `SamplingAxis`es in nesting order (none for softmax)."""
+        return method_axes(self.methods)
+
+    def input_steps(self) -> list[tuple]:
+        """One tuple per transform of the image, a step for each INPUTS axis (TTA: its flip); [()] without one."""
+        return list(itertools.product(*(axis.steps(self) for axis in self.axes if axis.level == INPUTS)))
 
     def count(self, members: int) -> int:
         """Number of samples drawn from a model with `members` networks."""
-        return (members if "ensemble" in self.methods else 1) * len(self.flips()) * self.passes_per_flip
+        every_member = any(axis.level == NETWORKS for axis in self.axes)
+        return (members if every_member else 1) * len(self.input_steps()) * self.passes_per_flip
 
     def to_json(self) -> dict:
         return {"method": self.name, "samples": self.samples, "seed": self.seed, "tta_axes": list(self.tta_axes)}
@@ -109,31 +117,6 @@ def tta_warning(plan: SamplingPlan, spec: ModelSpec) -> str | None:
             "segment the flipped image badly and lower Dice; check on labelled cases, or use --tta-axes with safe axes.")
 
 
-def dropout_layers(network) -> list[str]:
-    """Names of the dropout modules with p > 0 of a torch network (MONAI builds p = 0 ones when dropout is off)."""
-    import torch
-
-    return [name for name, module in network.named_modules()
-            if isinstance(module, torch.nn.modules.dropout._DropoutNd) and module.p > 0]
-
-
-@contextlib.contextmanager
-def mc_dropout_mode(network):
-    """Network in eval mode except its dropout layers; every module's mode is restored on exit."""
-    import torch
-
-    modes = {module: module.training for module in network.modules()}
-    network.eval()
-    for module in network.modules():
-        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
-            module.train()
-    try:
-        yield network
-    finally:
-        for module, training in modes.items():
-            module.train(training)
-
-
 @contextlib.contextmanager
 def seeded(seed: int, device):
     """Run with the global torch RNG seeded to `seed`, restoring the caller's RNG state afterwards."""
@@ -146,29 +129,14 @@ def seeded(seed: int, device):
 
 
 def networks_to_sample(networks: list, plan: SamplingPlan, model_name: str, stochastic: bool = False) -> list:
-    """The networks the plan uses; checks that the model supports the plan's methods.
-    `stochastic`: the spec declares the networks' forward random by design."""
-    if "ensemble" in plan.methods and len(networks) < 2:
-        raise InputError(
-            f"method 'ensemble' needs a model with several members; '{model_name}' has 1 network. "
-            "Use an ensemble model (e.g. hippocampus-dice, hippocampus-ce) or give several models to --model."
-        )
-    chosen = networks if "ensemble" in plan.methods else networks[:1]
-    if "mc_dropout" in plan.methods:
-        for network in chosen:
-            if not hasattr(network, "named_modules") or not dropout_layers(network):
-                raise InputError(
-                    f"method 'mc_dropout' needs dropout layers, and model '{model_name}' has none. Insert some with "
-                    "--insert-dropout decoder|center (or `uncertaintyseg insert-dropout ... --retrain`), or use ensemble/tta."
-                )
-    if "sample" in plan.methods and not stochastic:
-        for network in chosen:
-            if not callable(getattr(network, "sample", None)):
-                raise InputError(
-                    f"method 'sample' needs a stochastic model, and model '{model_name}' ({type(network).__name__}) has no "
-                    "sample(x) method and is not declared \"stochastic\": true in model.json. Use a model that draws "
-                    "samples (e.g. a ProbabilisticUNet), mark a random-by-design network stochastic, or use mc_dropout/ensemble/tta."
-                )
+    """The networks the plan uses (every member with a NETWORKS axis, else the first); checks, axis by axis in
+    nesting order, that the model supports the plan's methods. `stochastic`: the spec declares the networks'
+    forward random by design."""
+    axes = plan.axes
+    chosen = networks if any(axis.level == NETWORKS for axis in axes) else networks[:1]
+    for axis in axes:
+        if axis.check is not None:
+            axis.check(chosen, model_name, stochastic)
     return chosen
 
 
@@ -188,8 +156,6 @@ def sample_probabilities(
     probabilities)` sees every sample before it is aggregated (to save it). Returns the aggregate and
     timings: forward passes, aggregation, samples.
     """
-    import torch
-
     from .inference import resolve_device
 
     progress = progress or Progress("none")
@@ -199,22 +165,31 @@ def sample_probabilities(
     moments = StreamingMoments()
     forward_seconds = aggregate_seconds = 0.0
     index = 0
-    for member, network in enumerate(chosen):
-        mode = mc_dropout_mode(network) if "mc_dropout" in plan.methods else contextlib.nullcontext()
-        draws = "sample" in plan.methods and callable(getattr(network, "sample", None))
-        with mode:
-            for flip in plan.flips():
-                flipped = np.ascontiguousarray(np.flip(image, axis=[a + 1 for a in flip])) if flip else image
+    inputs = [axis for axis in plan.axes if axis.level == INPUTS]
+    draws = [axis for axis in plan.axes if axis.level == DRAWS]
+    for member, network in enumerate(chosen):  # NETWORKS x INPUTS x DRAWS, outermost first
+        with contextlib.ExitStack() as modes:
+            for axis in draws:
+                if axis.network_mode is not None:
+                    modes.enter_context(axis.network_mode(network))
+            for steps in plan.input_steps():
+                transformed = image
+                for axis, step in zip(inputs, steps):
+                    transformed = axis.transform(transformed, step)
                 for draw in range(plan.passes_per_flip):
-                    label = sample_label(plan, member, len(chosen), flip, draw)
+                    label = sample_label(plan, member, len(chosen), steps, draw)
                     progress(f"{label} ({index + 1}/{total})", 0.1 + 0.7 * index / total)
                     started = time.perf_counter()
-                    rng = seeded(plan.seed + index, target) if plan.methods & STOCHASTIC else contextlib.nullcontext()
-                    shared = network.shared_latent_noise() if draws and hasattr(network, "shared_latent_noise") else contextlib.nullcontext()
-                    with rng, shared:
-                        logits = predict_logits(network, spec, flipped, device=device, draw=draws, sample=label)
-                    if flip:
-                        logits = torch.flip(logits, dims=[a + 1 for a in flip])
+                    with contextlib.ExitStack() as one_pass:
+                        if draws:
+                            one_pass.enter_context(seeded(plan.seed + index, target))
+                        options = {}
+                        for axis in draws:
+                            if axis.pass_mode is not None:
+                                options.update(one_pass.enter_context(axis.pass_mode(network)))
+                        logits = predict_logits(network, spec, transformed, device=device, sample=label, **options)
+                    for axis, step in reversed(list(zip(inputs, steps))):
+                        logits = axis.undo(logits, step)
                     if logits_transform is not None:
                         logits = logits_transform(logits)
                         check_finite_logits(logits, spec.name, label, logits_transform)
@@ -231,15 +206,18 @@ def sample_probabilities(
     return moments, timings
 
 
-def sample_label(plan: SamplingPlan, member: int, members: int, flip: tuple[int, ...], draw: int) -> str:
-    """Human-readable name of one sample, e.g. 'member 2/5, flip I+K, MC dropout sample 7/20' or '..., draw 3/10'."""
-    parts = []
-    if "ensemble" in plan.methods:
-        parts.append(f"member {member + 1}/{members}")
-    if "tta" in plan.methods:
-        parts.append("flip " + ("+".join("IJK"[a] for a in flip) if flip else "none"))
-    if "mc_dropout" in plan.methods:
-        parts.append(f"MC dropout sample {draw + 1}/{plan.samples}")
-    elif "sample" in plan.methods:
-        parts.append(f"draw {draw + 1}/{plan.samples}")
+def sample_label(plan: SamplingPlan, member: int, members: int, steps: tuple, draw: int) -> str:
+    """Human-readable name of one sample, e.g. 'member 2/5, flip I+K, MC dropout sample 7/20' or '..., draw 3/10':
+    a part per axis in nesting order; several DRAWS axes share their passes, and the first one names them.
+    `steps`: one of `plan.input_steps()`, a step per INPUTS axis."""
+    given = dict(zip((axis.name for axis in plan.axes if axis.level == INPUTS), steps))
+    parts, drawn = [], False
+    for axis in plan.axes:
+        if axis.level == NETWORKS:
+            parts.append(axis.describe(member, plan, members))
+        elif axis.level == INPUTS:
+            parts.append(axis.describe(given[axis.name], plan, members))
+        elif not drawn:
+            parts.append(axis.describe(draw, plan, members))
+            drawn = True
     return ", ".join(parts) or "inference"

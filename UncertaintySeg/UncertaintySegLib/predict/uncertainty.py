@@ -5,7 +5,9 @@ Over S samples (MC dropout, ensemble members, TTA flips) of probabilities p_s:
 - expected entropy E[H p] (aleatoric), the mean of the per-sample entropies;
 - mutual information H[E p] - E[H p] (epistemic, BALD), >= 0;
 - per-class variance of p_s.
-`StreamingMoments` keeps running sums so that memory is O(C x V) whatever S is.
+`StreamingMoments` keeps running sums so that memory is O(C x V) whatever S is; its `maps()` is the one
+routine that turns them into maps (`pipeline.summarize` uses it). `normalize_entropy` is the one place
+entropies become fractions of log C (`predict --normalize-uncertainty`).
 """
 
 from __future__ import annotations
@@ -13,22 +15,22 @@ from __future__ import annotations
 import math
 
 
-def predictive_entropy(probabilities, normalize: bool = False):
-    """Entropy -sum_c p_c log p_c in nats, `(C, *spatial) -> (*spatial)`; with `normalize`, divided by log C (range [0, 1])."""
+def predictive_entropy(probabilities):
+    """Entropy -sum_c p_c log p_c in nats, `(C, *spatial) -> (*spatial)`."""
     import torch
 
-    entropy = torch.special.entr(probabilities).sum(dim=0)
-    return entropy / math.log(probabilities.shape[0]) if normalize else entropy
+    return torch.special.entr(probabilities).sum(dim=0)
+
+
+def normalize_entropy(entropy, classes: int):
+    """An entropy or MI map in nats (numpy array or tensor) divided by log `classes` in place (range [0, 1]); returns it."""
+    entropy *= 1.0 / math.log(classes)
+    return entropy
 
 
 def mutual_information(total_entropy, expected_entropy):
     """H[E p] - E[H p] `(*spatial)`, clamped at 0 (float rounding can make it slightly negative)."""
     return (total_entropy - expected_entropy).clamp_min_(0)
-
-
-def max_probability(probabilities):
-    """Confidence of the predicted class, `(C, *spatial) -> (*spatial)`."""
-    return probabilities.max(dim=0).values
 
 
 def label_map(probabilities):

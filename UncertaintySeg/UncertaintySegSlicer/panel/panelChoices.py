@@ -9,6 +9,8 @@ Free of Qt and of slicer, so it is tested here.
 
 import enum
 
+from UncertaintySegLib.predict.sampling_axes import AXES, SINGLE_PASS, panel_methods
+
 DEVICES = ["auto", "cpu", "cuda"]
 
 # The model combo box lists the bundled models by name, then these three sources.
@@ -34,37 +36,34 @@ class _Labelled(enum.Enum):
         raise NotImplementedError
 
 
-class UncertaintyMethod(_Labelled):
-    """`predict --method` (None for AUTO: an ensemble's members averaged, else one softmax pass)."""
-
-    AUTO = "auto"
-    SOFTMAX = "softmax"
-    MC_DROPOUT = "mc_dropout"
-    ENSEMBLE = "ensemble"
-    TTA = "tta"
-    ENSEMBLE_MC_DROPOUT = "ensemble+mc_dropout"
-    ENSEMBLE_TTA = "ensemble+tta"
-    MC_DROPOUT_TTA = "mc_dropout+tta"
-    ENSEMBLE_MC_DROPOUT_TTA = "ensemble+mc_dropout+tta"
-    SAMPLE = "sample"
+class _UncertaintyMethodChoice(_Labelled):
+    """What every `UncertaintyMethod` member offers; the members are generated below."""
 
     @classmethod
     def _labels(cls):
-        return {"AUTO": "Automatic (ensemble average, else one pass)", "SOFTMAX": "Single pass (softmax)",
-                "MC_DROPOUT": "MC dropout", "ENSEMBLE": "Deep ensemble", "TTA": "Test-time augmentation (flips)",
-                "ENSEMBLE_MC_DROPOUT": "Ensemble + MC dropout", "ENSEMBLE_TTA": "Ensemble + test-time augmentation",
-                "MC_DROPOUT_TTA": "MC dropout + test-time augmentation",
-                "ENSEMBLE_MC_DROPOUT_TTA": "Ensemble + MC dropout + test-time augmentation",
-                "SAMPLE": "The model's own samples (Probabilistic U-Net)"}
+        return {_memberName(value): label for value, label in _UNCERTAINTY_METHODS}
 
     @property
     def cliMethod(self):
-        return None if self is UncertaintyMethod.AUTO else self.value
+        return None if self.name == "AUTO" else self.value
 
     @property
     def drawsSamples(self):
-        """Whether `--samples` matters: MC dropout passes or a stochastic model's draws."""
-        return "mc_dropout" in self.value or "sample" in self.value.split("+")
+        """Whether `--samples` matters: MC dropout passes or a stochastic model's draws (an axis that draws)."""
+        return any(AXES[part].draws_samples for part in self.value.split("+") if part in AXES)
+
+
+def _memberName(value):
+    return value.upper().replace("+", "_")
+
+
+# (value, label): Automatic, the single pass, then the core's sampling axes and their combinations
+# (`sampling_axes.panel_methods`). A member's name is its value in capitals ("ensemble+tta": ENSEMBLE_TTA).
+_UNCERTAINTY_METHODS = [("auto", "Automatic (ensemble average, else one pass)"), (SINGLE_PASS, "Single pass (softmax)"),
+                        *panel_methods()]
+UncertaintyMethod = _UncertaintyMethodChoice("UncertaintyMethod", [(_memberName(value), value) for value, _ in _UNCERTAINTY_METHODS],
+                                             module=__name__, qualname="UncertaintyMethod")
+UncertaintyMethod.__doc__ = "`predict --method` (None for AUTO: an ensemble's members averaged, else one softmax pass)."
 
 
 class CalibrationSource(_Labelled):
