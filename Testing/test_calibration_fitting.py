@@ -11,8 +11,10 @@ slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip
 
 from UncertaintySegLib.common.errors import InputError  # noqa: E402
 from UncertaintySegLib.predict.io import read_volume  # noqa: E402
-from UncertaintySegSlicer.mrml.calibrationFitting import (FIT_REPORT_FILE, CalibrationFittingMixin, calibrationPairLabels,  # noqa: E402
-                                                     checkFitParameters, fitFolderProblem, useFittedCalibration)
+from UncertaintySegLib.calibration import FIT_REPORT_FILE  # noqa: E402
+from UncertaintySegSlicer.mrml.calibrationFitting import CalibrationFittingMixin  # noqa: E402
+from UncertaintySegSlicer.panel.calibrationPanel import (calibrationPairLabels, checkFitParameters, fitFolderProblem,  # noqa: E402
+                                                         useFittedCalibration)
 from UncertaintySegSlicer.panel.panelChoices import MODEL_FOLDER, PRECOMPUTED, CalibrationMethod, CalibrationSource  # noqa: E402
 from panel_settings import settings  # noqa: E402
 from UncertaintySegSlicer.panel.panelRun import RunSettings, checkRunParameters  # noqa: E402
@@ -134,8 +136,10 @@ def test_fitting_errors_say_what_to_do(scene_pairs, tmp_path):
         logic.fitCalibrator(pairs[:1], method="finetune")
     with pytest.raises(InputError, match="no calibration pairs"):
         logic.fitCalibrator([], method="temperature")
-    with pytest.raises(InputError, match="expected one of temperature, vector, platt, auxconv, finetune"):
-        logic.fitCalibrator(pairs, method="isotonic")
+    with pytest.raises(InputError, match="expected one of temperature, vector, platt, auxconv, finetune, histogram, isotonic"):
+        logic.fitCalibrator(pairs, method="bogus")
+    with pytest.raises(InputError, match="'auxconv' has no setting max_epoch: expected some of kernel_size, learning_rate, max_epochs"):
+        logic.fitCalibrator(pairs, method="auxconv", max_epoch=5)
     volume, reference = pairs[1]
     empty = addVolumeNode(scene, np.zeros(slicer.util.arrayFromVolume(volume).shape[::-1], np.uint8),
                           geometryFromNode(volume), "empty labels", "vtkMRMLLabelMapVolumeNode")

@@ -125,3 +125,18 @@ def test_a_stochastic_models_draws_are_a_method(data_root, tmp_path):
     rows = {row["method"]: row for row in json.loads((out / "comparison.json").read_text())["table"]}
     assert set(rows) == {"base", "sample"} and rows["sample"]["dice"] > 0.7
     assert rows["sample"]["nll"] == pytest.approx(rows["base"]["nll"], rel=0.05)  # the shipped model's latent collapsed
+
+
+def test_histogram_binning_takes_its_own_bins_not_the_ece_bins(data_root):
+    """`--histogram-bins` sets the calibrator's bins; `--bins` is ECE's (it used to feed both)."""
+    from types import SimpleNamespace
+
+    from UncertaintySegLib.analysis.comparison_methods import fit_methods
+    from UncertaintySegLib.data.hippocampus import load_split
+    from UncertaintySegLib.predict.model_loading import load_model
+
+    settings = SimpleNamespace(roi="bbox", max_voxels_per_case=5000, seed=0, kernel_size=5, epochs=2, bins=20,
+                               histogram_bins=7, device="cpu")
+    fitted = fit_methods(load_model("hippocampus"), ["histogram"], load_split(data_root, "calibration")[:2], settings,
+                         lambda stage, fraction, **details: None)
+    assert fitted.calibrators["histogram"].n_bins == 7

@@ -69,6 +69,31 @@ def test_no_import_cycles():
     assert real == []
 
 
+def upward_imports(root: str, stages: tuple) -> list[str]:
+    """`a -> b` for every import from a module of stage `root.<stage>` into a higher stage of `root`."""
+    found = []
+    for name, targets in GRAPH.items():
+        own = stage(name, root, stages)
+        for target in targets:
+            theirs = stage(target, root, stages)
+            if own is not None and theirs is not None and theirs > own:
+                found.append(f"{name} -> {target}")
+    return sorted(found)
+
+
+def test_imports_never_run_up_the_stages():
+    assert upward_imports("UncertaintySegLib", CORE_STAGES) == []
+    assert upward_imports("UncertaintySegSlicer", SLICER_STAGES) == []
+
+
+def test_nothing_outside_cli_imports_cli():
+    """Command files are glue: the core's other stages, the Slicer layer and the module file never import them."""
+    outside = {name: targets for name, targets in GRAPH.items() if not name.startswith("UncertaintySegLib.cli")}
+    outside["UncertaintySeg"] = imports_of(MODULE / "UncertaintySeg.py")
+    assert sorted(f"{name} -> {target}" for name, targets in outside.items() for target in targets
+                  if target.startswith("UncertaintySegLib.cli")) == []
+
+
 def readme_layout() -> dict[str, set[str]]:
     """The README's Development block: `  folder/  what it holds: module, module, ...` -> {folder: {modules}}."""
     text = (REPOSITORY / "README.md").read_text(encoding="utf-8")

@@ -27,8 +27,8 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from UncertaintySegLib.predict.model_loading import bundled_model_names
-from UncertaintySegSlicer.mrml.calibrationFitting import (CalibrationFittingMixin, calibrationPairLabels, checkFitParameters,
-                                                     useFittedCalibration)
+from UncertaintySegSlicer.mrml.calibrationFitting import CalibrationFittingMixin
+from UncertaintySegSlicer.panel.calibrationPanel import calibrationPairLabels, checkFitParameters, useFittedCalibration
 from UncertaintySegSlicer.panel.dependencies import installMissing, installPlan
 from UncertaintySegSlicer.mrml.logic import UncertaintySegLogicBase
 from UncertaintySegSlicer.panel.panelAnnotators import annotatorListLabels, checkAnnotatorParameters, compareAnnotators

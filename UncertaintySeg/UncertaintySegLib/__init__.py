@@ -44,7 +44,8 @@ _SOURCES = {
     "SavedPrediction": "predict.prediction_folder", "read_prediction_folder": "predict.prediction_folder",
     "CALIBRATORS": "calibration", "Calibrator": "calibration", "TemperatureScaling": "calibration",
     "VectorScaling": "calibration", "PlattScaling": "calibration", "load_calibrator": "calibration",
-    "load_calibrator_for": "calibration", "model_fingerprint": "calibration",
+    "load_calibrator_for": "calibration", "model_fingerprint": "calibration", "calibration_methods": "calibration",
+    "fit_calibration": "calibration", "save_fitted": "calibration",
     "CaseResult": "evaluation.case_evaluation", "evaluate_case": "evaluation.case_evaluation",
     "CalibrationHistogram": "evaluation.calibration_metrics",
 }

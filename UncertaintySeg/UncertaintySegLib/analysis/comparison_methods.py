@@ -15,19 +15,19 @@ methods' own, not the networks'. The base pass is shared by all the logit calibr
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..calibration.methods import logit_calibrators
 from ..common.errors import InputError
 from ..predict.sampling_axes import AXES, NETWORKS
 
 # The sampling axes `compare` runs alone on the base network (NETWORKS: every member): mc_dropout, sample, ensemble
 SAMPLING_METHODS = tuple(name for name, axis in AXES.items() if axis.compare)
 
-LOGIT_CALIBRATORS = ("temperature", "vector", "platt", "auxconv", "histogram", "isotonic")
+LOGIT_CALIBRATORS = tuple(logit_calibrators())  # temperature, vector, platt, auxconv, histogram, isotonic
 METHODS = ("base", *LOGIT_CALIBRATORS, "finetune", *SAMPLING_METHODS)
 DEFAULT_METHODS = ("base", "temperature", "vector", "auxconv", "finetune", "mc_dropout", "ensemble")
 
@@ -68,38 +68,39 @@ def check_methods_fit_model(methods: list[str], model) -> None:
                          f"{model.spec.format}. Leave 'finetune' out of --methods for it.")
 
 
-def fit_methods(model, methods: list[str], fit_cases: list, args, progress) -> FittedMethods:
+def fit_methods(model, methods: list[str], fit_cases: list, settings, progress) -> FittedMethods:
     """Fit every post-hoc method in `methods` on `fit_cases` (`data.Case`s) for the model's base network.
 
-    `args` carries the calibration settings `calibrate` takes (roi, max_voxels_per_case, seed,
-    kernel_size, epochs, bins, device). The base network's logits of the fitting cases are computed
-    once and shared by the logit calibrators (a few MB per case of this size).
+    `settings` carries the calibration options `compare` takes (roi, max_voxels_per_case, seed, kernel_size,
+    epochs, histogram_bins, device). The base network's logits of the fitting cases are computed once and
+    shared by the logit calibrators (a few MB per case of this size).
     """
-    from ..cli.calibrate import CaseSource, make_calibrator
-    from ..calibration import LastLayerFineTuning, model_fingerprint
+    from ..calibration import fit_calibration
+    from ..calibration.case_source import CaseSource
+    from ..training.train import load_cases
 
     check_methods_fit_model(methods, model)
     fitted = FittedMethods(model, methods)
     base = fitted.base
-    logit_methods = [m for m in methods if m in LOGIT_CALIBRATORS]
-    if logit_methods:
-        source = CaseSource(base, args.roi if args.roi != "whole" else "none", None, args.device,
-                            args.max_voxels_per_case or None, args.seed)
+    options = {"max_voxels_per_case": settings.max_voxels_per_case or None, "seed": settings.seed,
+               "kernel_size": settings.kernel_size, "max_epochs": settings.epochs, "n_bins": settings.histogram_bins}
+    fitting = []
+    if any(m in LOGIT_CALIBRATORS for m in methods):
+        source = CaseSource(base, settings.roi if settings.roi != "whole" else "none", None, settings.device,
+                            settings.max_voxels_per_case or None, settings.seed)
         fitting = list(source.logit_cases(fit_cases, progress, f"{model.spec.name}: base logits of fitting cases"))
-        for method in logit_methods:
-            progress(f"{model.spec.name}: fitting {method}", 0.7)
-            started = time.perf_counter()
-            settings = argparse.Namespace(**{**vars(args), "method": method, "learning_rate": None, "loss": None})
-            fitted.calibrators[method] = make_calibrator(settings).fit_cases(fitting, model=model_fingerprint(base))
-            fitted.fit_seconds[method] = round(time.perf_counter() - started, 2)
-    if "finetune" in methods:
-        from ..training.train import load_cases
-
-        progress(f"{model.spec.name}: fine-tuning the last layer", 0.8)
+    post_hoc = [m for m in methods if m in LOGIT_CALIBRATORS] + [m for m in methods if m == "finetune"]  # fine-tuning last
+    for method in post_hoc:
+        progress(f"{model.spec.name}: " + ("fine-tuning the last layer" if method == "finetune" else f"fitting {method}"),
+                 0.8 if method == "finetune" else 0.7)
         started = time.perf_counter()
-        fitted.fine_tuning = LastLayerFineTuning(max_epochs=args.epochs, seed=args.seed).fit(
-            base, load_cases(fit_cases, base.spec.normalization))
-        fitted.fit_seconds["finetune"] = round(time.perf_counter() - started, 2)
+        estimator = fit_calibration(method, base, options, ignore_other_settings=True, logit_cases=lambda: fitting,
+                                    training_cases=lambda: load_cases(fit_cases, base.spec.normalization))
+        if method == "finetune":
+            fitted.fine_tuning = estimator
+        else:
+            fitted.calibrators[method] = estimator
+        fitted.fit_seconds[method] = round(time.perf_counter() - started, 2)
     return fitted
 
 

@@ -60,6 +60,8 @@ class AuxiliaryConvCalibrator(Calibrator):
 
     method = "auxconv"
     title = "Auxiliary convolution"
+    order = 3
+    panel_label = "Auxiliary convolution (k = 5)"
 
     def __init__(self, kernel_size: int = 5, learning_rate: float = 5e-3, max_epochs: int = 50, patience: int = 10,
                  plateau_patience: int = 2, holdout_fraction: float = 0.2,

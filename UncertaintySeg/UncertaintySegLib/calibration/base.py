@@ -34,11 +34,13 @@ CALIBRATORS: dict[str, type] = {}  # method name -> class, filled as the familie
 
 
 class Calibrator:
-    """Base of the logit calibrators. Subclasses set `method` and `title` and implement `_begin`,
+    """Base of the logit calibrators. Subclasses set `method`, `title`, `order` (and `panel_label`) and implement `_begin`,
     `_add_case`, `_fit`, `_apply`, `_tensors`, `_load_tensors` and `_parameters_text`."""
 
-    method: ClassVar[str] = ""
-    title: ClassVar[str] = ""
+    method: ClassVar[str] = ""  # its `--method` name
+    title: ClassVar[str] = ""  # its name in descriptions ("Temperature scaling")
+    order: ClassVar[int] = 100  # where it stands in lists of methods (CLI help, the panel's menu)
+    panel_label: ClassVar[str] = ""  # its text in the panel's menu; "" = not offered there
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

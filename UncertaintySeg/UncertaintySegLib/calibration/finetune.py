@@ -73,6 +73,8 @@ class LastLayerFineTuning:
 
     method = "finetune"
     title = "Last-layer fine-tuning"
+    order = 4
+    panel_label = "Fine-tune the last layer (new model)"
 
     def __init__(self, loss: str | None = None, learning_rate: float | None = None, max_epochs: int = 50, patience: int = 10,
                  plateau_patience: int = 2, holdout_fraction: float = 0.2, batch_size: int = 8,

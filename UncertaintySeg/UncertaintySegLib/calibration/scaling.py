@@ -100,6 +100,8 @@ class VectorScaling(VoxelCalibrator):
 
     method = "vector"
     title = "Vector scaling"
+    order = 1
+    panel_label = "Vector scaling"
     constraint = ScalingConstraint(shared_scale=False, bias="per_class")
 
     def _fit_voxels(self, logits, labels) -> None:
@@ -143,6 +145,8 @@ class TemperatureScaling(VectorScaling):
 
     method = "temperature"
     title = "Temperature scaling"
+    order = 0
+    panel_label = "Temperature scaling"
     constraint = ScalingConstraint(shared_scale=True, bias="none")
 
     @property
@@ -162,6 +166,8 @@ class PlattScaling(VectorScaling):
 
     method = "platt"
     title = "Platt scaling"
+    order = 2
+    panel_label = "Platt scaling"
     constraint = ScalingConstraint(shared_scale=True, bias="background")
 
     @property

@@ -10,9 +10,8 @@ import json
 from pathlib import Path
 
 from ..common.errors import InputError
-from ..predict.schemas import CalibratorRecordSchema, validate
 from .fingerprint import model_fingerprint
-from .base import CALIBRATORS, FORMAT, FORMAT_VERSION, JSON_FILE, TENSOR_FILE, Calibrator
+from .base import FORMAT, FORMAT_VERSION, JSON_FILE, TENSOR_FILE, Calibrator
 
 
 def read_calibrator_record(path: str | Path) -> tuple[dict, Path]:
@@ -37,6 +36,8 @@ def read_calibrator_record(path: str | Path) -> tuple[dict, Path]:
                          "be checked against the model it is applied to; fit it again for your model: "
                          f"`uncertaintyseg calibrate --model MODEL --method {record.get('method', 'METHOD')} --out FOLDER`.")
     if record.get("method") != "finetune":  # a fine-tuned model folder's marker: `load_calibrator` points to --model
+        from ..predict.schemas import CalibratorRecordSchema, validate  # pydantic: not loaded with the Slicer panel
+
         validate(CalibratorRecordSchema, record, str(json_path), InputError)
     return record, json_path.parent
 
@@ -45,15 +46,16 @@ def load_calibrator(path: str | Path) -> Calibrator:
     """The fitted calibrator saved in folder `path` (or its calibrator.json), ready to `transform`."""
     import torch
 
-    from . import auxconv, scaling, top_label  # noqa: F401  (register the families)
+    from .methods import logit_calibrators
 
+    calibrators = logit_calibrators()
     record, folder = read_calibrator_record(path)
     method = record.get("method")
     if method == "finetune":
         raise InputError(f"'{folder}' holds a fine-tuned model, not a logits calibrator (fine-tuning changes the "
                          f"network's weights): run it as a model, `uncertaintyseg predict --model {folder} ...`.")
-    if method not in CALIBRATORS:
-        raise InputError(f"{folder / JSON_FILE}: method: expected one of {', '.join(sorted(CALIBRATORS))}, found {method!r}.")
+    if method not in calibrators:
+        raise InputError(f"{folder / JSON_FILE}: method: expected one of {', '.join(sorted(calibrators))}, found {method!r}.")
     tensor_path = folder / record.get("tensors", TENSOR_FILE)
     try:
         tensors = torch.load(str(tensor_path), map_location="cpu", weights_only=True)
@@ -63,7 +65,7 @@ def load_calibrator(path: str | Path) -> Calibrator:
     if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
         raise InputError(f"'{tensor_path}' does not hold a dict of tensors.")
     try:
-        return CALIBRATORS[method].from_json(record, tensors, source=folder / JSON_FILE, tensor_source=tensor_path)
+        return calibrators[method].from_json(record, tensors, source=folder / JSON_FILE, tensor_source=tensor_path)
     except (KeyError, TypeError) as error:
         raise InputError(f"calibrator '{folder}' is incomplete or damaged ({type(error).__name__}: {error}); fit it again.") from None
 

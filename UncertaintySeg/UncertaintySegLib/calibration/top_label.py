@@ -112,6 +112,7 @@ class HistogramBinning(TopLabelCalibrator):
 
     method = "histogram"
     title = "Histogram binning"
+    order = 5  # for comparison: not offered in the panel
 
     def __init__(self, n_bins: int = 15, max_voxels_per_case: int | None = DEFAULT_MAX_VOXELS_PER_CASE, seed: int = 0):
         super().__init__(max_voxels_per_case, seed)
@@ -145,6 +146,7 @@ class IsotonicRegression(TopLabelCalibrator):
 
     method = "isotonic"
     title = "Isotonic regression"
+    order = 6  # for comparison: not offered in the panel
 
     def _fit_map(self, confidence, correct):
         return pool_adjacent_violators(confidence, correct)

@@ -22,14 +22,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from UncertaintySegSlicer.panel.panelChoices import MODEL_FOLDER, CalibrationMethod, CalibrationSource
 from UncertaintySegSlicer.mrml.reference import labelsFromReferenceNode
 from UncertaintySegSlicer.mrml.volumes import geometryFromNode, volumeFromNode
-from UncertaintySegLib.common.json_output import write_json
 
-FIT_REPORT_FILE = "fit_report.json"
 FIT_ROIS = ("bbox", "whole")
-METHODS = tuple(method.value for method in CalibrationMethod)
 
 
 @dataclass
@@ -63,31 +59,13 @@ class FittedCalibration:
 
     def save(self, folder, overwrite=False):
         """Write the calibrator (or the fine-tuned model folder) and `fit_report.json` into `folder`, whole or not at all."""
+        from UncertaintySegLib.calibration import save_fitted
         from UncertaintySegLib.common.output_folders import atomic_output_folder
 
         with atomic_output_folder(folder, overwrite=overwrite) as staging:
-            self.calibrator.save(staging)
-            if self.isModel:
-                from UncertaintySegLib.cli.calibrate import write_fine_tuning_marker
-
-                write_fine_tuning_marker(staging, self.calibrator, self.model)
-            write_json(staging / FIT_REPORT_FILE, self.report())
+            save_fitted(self.calibrator, staging, self.report())
         self.folder = Path(folder)
         return self.folder
-
-
-def makeCalibrator(method, seed=0, maxVoxelsPerCase=200_000, **settings):
-    """The estimator for a method name (`CalibrationMethod` values), with the CLI's defaults; `settings` go to its constructor."""
-    from UncertaintySegLib.calibration import (AuxiliaryConvCalibrator, LastLayerFineTuning, PlattScaling, TemperatureScaling,
-                                               VectorScaling)
-    from UncertaintySegLib.common.errors import InputError
-
-    if method not in METHODS:
-        raise InputError(f"calibration method '{method}': expected one of {', '.join(METHODS)}.")
-    if method == "finetune":
-        return LastLayerFineTuning(seed=seed, **settings)
-    classes = {"temperature": TemperatureScaling, "vector": VectorScaling, "platt": PlattScaling, "auxconv": AuxiliaryConvCalibrator}
-    return classes[method](max_voxels_per_case=maxVoxelsPerCase, seed=seed, **settings)
 
 
 def sceneCase(volumeNode, referenceNode, spec, roi="bbox", index=0):
@@ -126,7 +104,7 @@ class CalibrationFittingMixin:
         `trustBundle`: let MONAI run a MONAI bundle's config code (as `--trust-bundle`).
         `settings` go to the calibrator (e.g. `max_epochs=5` for auxconv and finetune).
         """
-        from UncertaintySegLib.calibration import model_fingerprint
+        from UncertaintySegLib.calibration import fit_calibration, make_calibrator, model_fingerprint
         from UncertaintySegLib.common.errors import InputError
         from UncertaintySegLib.predict.model_loading import load_model
 
@@ -136,18 +114,18 @@ class CalibrationFittingMixin:
             raise InputError("no calibration pairs: add at least one (volume, reference segmentation) pair.")
         if roi not in FIT_ROIS:
             raise InputError(f"calibration ROI '{roi}': expected one of {', '.join(FIT_ROIS)}.")
-        calibrator = makeCalibrator(method, seed=seed, **settings)
+        make_calibrator(method, {"seed": seed, **settings})  # an unknown method or setting is refused before any work
         if method == "finetune" and len(pairs) < 2:
             raise InputError(f"fine-tuning needs at least 2 pairs (one is held out to stop early), found {len(pairs)}.")
         progress("loading model", 0.0)
         loadedModel = load_model(model, trust_bundle=trustBundle) if isinstance(model, (str, Path)) else model
         fingerprint = model_fingerprint(loadedModel)
         started = time.perf_counter()
-        if method == "finetune":
-            calibrator.fit(loadedModel, self._fineTuningCases(pairs, loadedModel.spec, progress),
-                           lambda stage, fraction, **details: progress(f"fine-tuning: {stage}", 0.3 + 0.65 * fraction))
-        else:
-            calibrator.fit_cases(self._logitCases(pairs, loadedModel, roi, device, progress), model=fingerprint)
+        calibrator = fit_calibration(
+            method, loadedModel, {"seed": seed, **settings},
+            logit_cases=lambda: self._logitCases(pairs, loadedModel, roi, device, progress),
+            training_cases=lambda: self._fineTuningCases(pairs, loadedModel.spec, progress),
+            progress=lambda stage, fraction, **details: progress(f"fine-tuning: {stage}", 0.3 + 0.65 * fraction))
         fitted = FittedCalibration(calibrator, method, fingerprint, [(v.GetName(), r.GetName()) for v, r in pairs],
                                    {"roi": roi, "device": device, "seed": seed}, time.perf_counter() - started)
         if saveTo is not None:
@@ -183,54 +161,3 @@ class CalibrationFittingMixin:
             image, labels, _ = sceneCase(volumeNode, referenceNode, spec, "whole", index)
             cases.append(prepare_case(image[0], labels, spec.normalization))
         return cases
-
-
-def fitFolderProblem(folder):
-    """None when a fit may be saved into `folder` (new, empty, or an earlier fit's, which it replaces), else why not."""
-    from UncertaintySegSlicer.panel.panelRun import isSet
-
-    if not isSet(folder):
-        return "Choose the folder to save the fitted calibrator in."
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        return f"{folder} is a file: choose a folder to save the calibrator in."
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / FIT_REPORT_FILE).is_file():
-        return f"{folder} holds other files: choose an empty or new folder (an earlier fit's folder is replaced)."
-    return None
-
-
-def useFittedCalibration(parameters, fitted):
-    """Point the panel's parameters at a saved fit: the calibrator folder, or for fine-tuning the new model folder."""
-    if fitted.folder is None:
-        raise ValueError("save the fitted calibration first (FittedCalibration.save): the background run reads it from its folder.")
-    if fitted.isModel:
-        parameters.model = MODEL_FOLDER
-        parameters.modelFolder = Path(fitted.folder)
-        parameters.calibration = CalibrationSource.NONE
-    else:
-        parameters.calibratorFolder = Path(fitted.folder)
-
-
-def calibrationPairLabels(pairs):
-    """One line per (volume, reference) pair for the panel's list; a node removed from the scene reads '(removed)'."""
-    def name(node):
-        return node.GetName() if node is not None and node.GetScene() is not None else "(removed)"
-    return [f"{name(volume)}  \N{LEFT RIGHT ARROW}  {name(reference)}" for volume, reference in pairs]
-
-
-def checkFitParameters(parameters):
-    """None when 'Fit and save' can run, else what to fix, in a sentence (the button's tooltip)."""
-    from UncertaintySegSlicer.panel.panelChoices import PRECOMPUTED
-    from UncertaintySegSlicer.panel.panelRun import RunSettings, modelSourceProblem
-
-    if parameters.model == PRECOMPUTED:
-        return "Saved probabilities have no logits to calibrate: choose a model."
-    pairs = list(parameters.calibrationPairs)
-    if not pairs:
-        return "Add at least one (volume, reference) pair."
-    for index, (volume, reference) in enumerate(pairs):
-        if volume is None or reference is None or volume.GetScene() is None or reference.GetScene() is None:
-            return f"Pair {index + 1} lost its volume or its reference: remove it."
-    if parameters.calibrationMethod is CalibrationMethod.FINETUNE and len(pairs) < 2:
-        return "Fine-tuning needs two or more pairs (one is held out to stop early)."
-    return modelSourceProblem(RunSettings.fromParameters(parameters)) or fitFolderProblem(parameters.calibratorFolder)

@@ -112,7 +112,7 @@ class UncertaintySegLogicBase:
         """A fitted calibrator checked against the model (its classes and weights); None for None."""
         if calibrator is None:
             return None
-        from UncertaintySegLib.calibration import METHODS, model_fingerprint
+        from UncertaintySegLib.calibration import calibration_methods, model_fingerprint
         from UncertaintySegLib.common.errors import InputError
         from UncertaintySegLib.calibration import load_calibrator_for
 
@@ -122,7 +122,7 @@ class UncertaintySegLogicBase:
                 raise InputError(f"the calibrator was fitted on {calibrator.n_classes_} classes, model '{loadedModel.spec.name}' has "
                                  f"{loadedModel.spec.num_classes}.")
             return calibrator
-        if str(calibrator) in METHODS and not Path(calibrator).exists():
+        if str(calibrator) in calibration_methods() and not Path(calibrator).exists():
             raise InputError(f"calibrator='{calibrator}' names a calibration method: expected the folder of a saved calibrator "
                              f"(`uncertaintyseg calibrate --model {loadedModel.spec.name} --method {calibrator} --out FOLDER`, "
                              "then calibrator='FOLDER'), or one fitted on reference segmentations in the scene "

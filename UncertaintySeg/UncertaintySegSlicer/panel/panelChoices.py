@@ -9,6 +9,7 @@ Free of Qt and of slicer, so it is tested here.
 
 import enum
 
+from UncertaintySegLib.calibration.methods import calibration_methods
 from UncertaintySegLib.predict.sampling_axes import AXES, SINGLE_PASS, panel_methods
 
 DEVICES = ["auto", "cpu", "cuda"]
@@ -76,19 +77,19 @@ class CalibrationSource(_Labelled):
         return {"NONE": "None", "SAVED": "Load a saved calibrator", "FIT": "Fit now from reference segmentations"}
 
 
-class CalibrationMethod(_Labelled):
-    """`uncertaintyseg calibrate --method` names of the methods the panel fits."""
-
-    TEMPERATURE = "temperature"
-    VECTOR = "vector"
-    PLATT = "platt"
-    AUXCONV = "auxconv"
-    FINETUNE = "finetune"
+class _CalibrationMethodChoice(_Labelled):
+    """What every `CalibrationMethod` member offers; the members are generated below."""
 
     @classmethod
     def _labels(cls):
-        return {"TEMPERATURE": "Temperature scaling", "VECTOR": "Vector scaling", "PLATT": "Platt scaling",
-                "AUXCONV": "Auxiliary convolution (k = 5)", "FINETUNE": "Fine-tune the last layer (new model)"}
+        return {name.upper(): method.panel_label for name, method in _PANEL_CALIBRATORS.items()}
+
+
+# The calibration registry's methods that have a `panel_label`, in its order (temperature first).
+_PANEL_CALIBRATORS = {name: method for name, method in calibration_methods().items() if method.panel_label}
+CalibrationMethod = _CalibrationMethodChoice("CalibrationMethod", [(name.upper(), name) for name in _PANEL_CALIBRATORS],
+                                             module=__name__, qualname="CalibrationMethod")
+CalibrationMethod.__doc__ = "`uncertaintyseg calibrate --method` names of the methods the panel fits."
 
 
 class RegionOfInterest(_Labelled):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
+from UncertaintySegLib.calibration.base import JSON_FILE as CALIBRATOR_FILE
 from UncertaintySegSlicer.mrml.colors import requireColorNode
 from UncertaintySegSlicer.mrml.display import showOverlay
 from UncertaintySegSlicer.panel.panelChoices import (MODEL_FILE, MODEL_FOLDER, PRECOMPUTED, CalibrationSource, FeatureMapReduction,
@@ -29,7 +30,6 @@ from UncertaintySegSlicer.panel.panelChoices import (MODEL_FILE, MODEL_FOLDER, P
 from UncertaintySegSlicer.panel.process import CANCELLED, FAILED, RUNNING, SUCCEEDED, CliProcess, predictArguments
 from UncertaintySegSlicer.mrml.sceneChanges import removeNodeWithDependents
 
-CALIBRATOR_FILE = "calibrator.json"
 INPUT_FILE = "input.nrrd"
 OUTPUT_FOLDER = "prediction"
 
