@@ -97,3 +97,15 @@ def test_a_new_sampling_axis_is_one_entry_in_axes(tmp_path):
         print("ok")
     """)
     assert out.strip() == "ok"
+
+
+def test_every_roi_choice_comes_from_the_roi_registry():
+    from UncertaintySegLib.cli.calibrate import ROI_CHOICES as CALIBRATE_ROIS
+    from UncertaintySegLib.cli.compare import ROI_CHOICES as COMPARE_ROIS
+    from UncertaintySegLib.evaluation.roi import ROI_KINDS, roi_kinds
+    from UncertaintySegSlicer.mrml.calibrationFitting import FIT_ROIS
+    from UncertaintySegSlicer.panel.panelChoices import RegionOfInterest
+
+    assert {member.value for member in RegionOfInterest} == set(ROI_KINDS)
+    assert set(COMPARE_ROIS) == set(FIT_ROIS) == set(roi_kinds(with_mask=False)) == set(ROI_KINDS) - {"mask"}
+    assert set(CALIBRATE_ROIS) == (set(ROI_KINDS) - {"whole"}) | {"none"}

@@ -39,7 +39,7 @@ _SOURCES = {
     "load_model": "predict.model_loading", "bundled_model_names": "predict.model_loading",
     "LoadedModel": "predict.models", "ModelSpec": "predict.models",
     "SamplingPlan": "predict.sampling", "parse_method": "predict.sampling",
-    "Prediction": "predict.pipeline", "predict_volume": "predict.pipeline",
+    "Prediction": "predict.pipeline", "predict_volume": "predict.pipeline", "volume_logits": "predict.pipeline",
     "segment_scores": "predict.segment_scores",
     "SavedPrediction": "predict.prediction_folder", "read_prediction_folder": "predict.prediction_folder",
     "CALIBRATORS": "calibration", "Calibrator": "calibration", "TemperatureScaling": "calibration",

@@ -27,11 +27,12 @@ from pathlib import Path
 
 from ..calibration.methods import calibration_methods
 from ..data.hippocampus import SPLITS
+from ..evaluation.roi import roi_kinds
 from ..common.errors import InputError
 from .option_types import at_least, device, seed
 from .predict import add_trust_bundle_argument
 
-ROI_CHOICES = ("bbox", "mask", "none")
+ROI_CHOICES = tuple("none" if kind == "whole" else kind for kind in roi_kinds())  # "none": calibrate's name for whole
 
 
 def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:

@@ -24,12 +24,13 @@ import time
 from pathlib import Path
 
 from ..data.hippocampus import SPLITS
+from ..evaluation.roi import roi_kinds
 from ..common.errors import InputError
 from .option_types import at_least, device, seed
 from .predict import add_trust_bundle_argument
 from ..common.json_output import write_json
 
-ROI_CHOICES = ("bbox", "whole")
+ROI_CHOICES = roi_kinds(with_mask=False)  # compare reads no mask volumes
 
 
 def add_compare_parser(subparsers) -> argparse.ArgumentParser:

@@ -15,7 +15,14 @@ import numpy as np
 
 from ..common.errors import InputError
 
-ROI_KINDS = ("whole", "mask", "bbox")
+ROI_KINDS = ("whole", "mask", "bbox")  # the registry of ROI kinds: every command's and the panel's choices come from it
+NEEDS_MASK = frozenset({"mask"})  # the kinds that read a mask volume
+
+
+def roi_kinds(with_mask: bool = True) -> tuple[str, ...]:
+    """The ROI kinds, in `ROI_KINDS` order; without `with_mask`, only those that need no mask volume
+    (for a caller that has none to give, or that takes a mask as a node instead)."""
+    return tuple(kind for kind in ROI_KINDS if with_mask or kind not in NEEDS_MASK)
 IN_PLANE_MARGIN_MM = 8.0
 OUT_OF_PLANE_MARGIN_SLICES = 2
 

@@ -90,6 +90,14 @@ def predict_volume(volume: Volume, model: LoadedModel, device: str = "auto", pro
     return prediction
 
 
+def volume_logits(volume: Volume, model: LoadedModel, member: int = 0, device: str = "auto"):
+    """Logits `(C, I, J, K)` float32 tensor of one deterministic pass of network `member` over `volume`, checked
+    for the model as `predict_volume` checks it: what a logit calibrator is fitted on (one case per network)."""
+    from .inference import predict_logits
+
+    return predict_logits(model.networks[member], model.spec, check_image(volume, model.spec), device=device)
+
+
 def summarize(probabilities, class_names, geometry: Geometry, progress: Progress | None = None,
               moments: StreamingMoments | None = None) -> Prediction:
     """Probabilities `(C, I, J, K)` tensor -> `Prediction` with entropy and label maps; given the `moments` of two

@@ -22,10 +22,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from UncertaintySegLib.evaluation.roi import roi_kinds
 from UncertaintySegSlicer.mrml.reference import labelsFromReferenceNode
 from UncertaintySegSlicer.mrml.volumes import geometryFromNode, volumeFromNode
 
-FIT_ROIS = ("bbox", "whole")
+FIT_ROIS = roi_kinds(with_mask=False)  # the panel fits inside the reference's box or on the whole volume
 
 
 @dataclass

@@ -206,15 +206,16 @@ class UncertaintySegLogicBase:
         """`evaluate_case` of the prediction against a reference node, inside `roi` ("bbox", "whole" or a mask node)."""
         from UncertaintySegLib.evaluation.case_evaluation import evaluate_case
         from UncertaintySegLib.common.errors import InputError
-        from UncertaintySegLib.evaluation.roi import roi_mask
+        from UncertaintySegLib.evaluation.roi import roi_kinds, roi_mask
 
         labels = labelsFromReferenceNode(reference, inputVolume, list(prediction.class_names))
         if labels.shape != prediction.labels.shape:
             raise InputError(f"reference {labels.shape} and prediction {prediction.labels.shape} differ in shape: expected the input's grid.")
         spacing = prediction.geometry.spacing
         if isinstance(roi, str):
-            if roi not in ("bbox", "whole"):
-                raise InputError(f"roi '{roi}': expected 'bbox', 'whole', or a mask node (segmentation or volume).")
+            if roi not in roi_kinds(with_mask=False):  # a mask comes as a node
+                raise InputError(f"roi '{roi}': expected {' or '.join(map(repr, roi_kinds(with_mask=False)))}, or a mask node "
+                                 "(segmentation or volume).")
             region = roi_mask(roi, labels, spacing)
         else:
             region = maskFromNode(roi, inputVolume)
