@@ -37,12 +37,28 @@ class _Labelled(enum.Enum):
         raise NotImplementedError
 
 
-class _UncertaintyMethodChoice(_Labelled):
-    """What every `UncertaintyMethod` member offers; the members are generated below."""
+class _GeneratedChoice(_Labelled):
+    """An enum whose members come from a core registry (`generatedChoice`), labels included."""
 
     @classmethod
     def _labels(cls):
-        return {_memberName(value): label for value, label in _UNCERTAINTY_METHODS}
+        return cls._generatedLabels
+
+
+def generatedChoice(base, name, choices, doc):
+    """Enum `name` (a subclass of `base`, a `_GeneratedChoice`) with a member per (value, label) of `choices`, named by
+    its value in capitals ("ensemble+tta": ENSEMBLE_TTA)."""
+    def memberName(value):
+        return value.upper().replace("+", "_")
+
+    generated = base(name, [(memberName(value), value) for value, _ in choices], module=__name__, qualname=name)
+    generated.__doc__ = doc
+    generated._generatedLabels = {memberName(value): label for value, label in choices}
+    return generated
+
+
+class _UncertaintyMethodChoice(_GeneratedChoice):
+    """What every `UncertaintyMethod` member offers."""
 
     @property
     def cliMethod(self):
@@ -54,17 +70,11 @@ class _UncertaintyMethodChoice(_Labelled):
         return any(AXES[part].draws_samples for part in self.value.split("+") if part in AXES)
 
 
-def _memberName(value):
-    return value.upper().replace("+", "_")
-
-
-# (value, label): Automatic, the single pass, then the core's sampling axes and their combinations
-# (`sampling_axes.panel_methods`). A member's name is its value in capitals ("ensemble+tta": ENSEMBLE_TTA).
-_UNCERTAINTY_METHODS = [("auto", "Automatic (ensemble average, else one pass)"), (SINGLE_PASS, "Single pass (softmax)"),
-                        *panel_methods()]
-UncertaintyMethod = _UncertaintyMethodChoice("UncertaintyMethod", [(_memberName(value), value) for value, _ in _UNCERTAINTY_METHODS],
-                                             module=__name__, qualname="UncertaintyMethod")
-UncertaintyMethod.__doc__ = "`predict --method` (None for AUTO: an ensemble's members averaged, else one softmax pass)."
+# Automatic, the single pass, then the core's sampling axes and their combinations (`sampling_axes.panel_methods`).
+UncertaintyMethod = generatedChoice(
+    _UncertaintyMethodChoice, "UncertaintyMethod",
+    [("auto", "Automatic (ensemble average, else one pass)"), (SINGLE_PASS, "Single pass (softmax)"), *panel_methods()],
+    "`predict --method` (None for AUTO: an ensemble's members averaged, else one softmax pass).")
 
 
 class CalibrationSource(_Labelled):
@@ -77,19 +87,11 @@ class CalibrationSource(_Labelled):
         return {"NONE": "None", "SAVED": "Load a saved calibrator", "FIT": "Fit now from reference segmentations"}
 
 
-class _CalibrationMethodChoice(_Labelled):
-    """What every `CalibrationMethod` member offers; the members are generated below."""
-
-    @classmethod
-    def _labels(cls):
-        return {name.upper(): method.panel_label for name, method in _PANEL_CALIBRATORS.items()}
-
-
 # The calibration registry's methods that have a `panel_label`, in its order (temperature first).
-_PANEL_CALIBRATORS = {name: method for name, method in calibration_methods().items() if method.panel_label}
-CalibrationMethod = _CalibrationMethodChoice("CalibrationMethod", [(name.upper(), name) for name in _PANEL_CALIBRATORS],
-                                             module=__name__, qualname="CalibrationMethod")
-CalibrationMethod.__doc__ = "`uncertaintyseg calibrate --method` names of the methods the panel fits."
+CalibrationMethod = generatedChoice(
+    _GeneratedChoice, "CalibrationMethod",
+    [(name, method.panel_label) for name, method in calibration_methods().items() if method.panel_label],
+    "`uncertaintyseg calibrate --method` names of the methods the panel fits.")
 
 
 class RegionOfInterest(_Labelled):
